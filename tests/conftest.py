@@ -1,0 +1,27 @@
+"""Shared fixtures. Tests never touch the network or the real datasets."""
+
+import os
+
+# Two logical CPU devices so that tf.distribute tests can run a MirroredStrategy on one CPU.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+
+def pytest_configure(config):
+    import tensorflow as tf
+
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+        )
+    except RuntimeError:
+        pass  # already initialised by an earlier import; the distribute tests then skip themselves
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    """Run the test with the temporary folder as the working directory (entry points write ./logs)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
