@@ -19,23 +19,31 @@ METRICS_FILE = "metrics.jsonl"
 
 
 def tf1_image_scale(images: np.ndarray) -> np.ndarray:
-    """Map float images to [0, 1] the way TF1's ``tf.summary.image`` rescaled them.
+    """Map float images to [0, 1] the way TF1's image summary op rescaled them.
 
-    TF1 rule per batch: if every value is >= 0 the largest value maps to 1 (255); otherwise 0 maps to the
-    middle grey and the values are scaled by the largest magnitude to fit. TF2 expects [0, 1], so the
-    originals' image summaries are reproduced by applying the rule here.
+    TF1 normalised each image on its own: if none of its values is negative, the largest maps to 255;
+    otherwise 0 maps to 128 and the largest magnitude to 128 +- 127. Values were then rounded to uint8.
+    TF2's ``tf.summary.image`` expects [0, 1], so the originals' image summaries are reproduced by
+    applying the rule here.
 
     Args:
-        images: [N, H, W, C] floats.
+        images: [N, H, W, C] (or [H, W, C]) floats.
     Returns:
-        [N, H, W, C] float32 in [0, 1].
+        float32 of the same shape in [0, 1], multiples of 1/255.
     """
     images = np.asarray(images, np.float32)
-    if images.min() >= 0:
-        peak = images.max()
-        return images / peak if peak > 0 else images
-    peak = np.abs(images).max()
-    return 0.5 + 0.5 * images / peak * (127.0 / 127.5)
+    single = images.ndim == 3
+    batch = images[None] if single else images
+    out = np.empty_like(batch)
+    for i, image in enumerate(batch):
+        low, high = float(image.min()), float(image.max())
+        if low < 0:
+            peak = max(-low, high)
+            scale, offset = (127.0 / peak if peak >= 1e-6 else 0.0), 128.0
+        else:
+            scale, offset = (255.0 / high if high >= 1e-6 else 0.0), 0.0
+        out[i] = np.clip(np.rint(image * scale + offset), 0, 255) / 255.0
+    return out[0] if single else out
 
 
 class Logbook:

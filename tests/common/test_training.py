@@ -154,3 +154,28 @@ def test_mirrored_strategy_matches_one_device():
     two = _train_toy(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
     for a, b in zip(one, two):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_130(tmp_path):
+    """A signal mid-run finishes the iteration, saves, and exits 130; the same command then resumes."""
+    code = f"""
+import os, signal
+import tensorflow as tf
+from common.training import Checkpoints, train_loop
+counter = tf.Variable(0)
+ckpt = Checkpoints({str(tmp_path)!r}, counter=counter)
+start = ckpt.restore_latest()
+def step(i):
+    counter.assign_add(1)
+    if i == 2 and start == 0:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return {{"count": counter.read_value()}}
+train_loop(step, start=start, total=6, checkpoints=ckpt, save_every=100, show_progress=False)
+print("final", int(counter.numpy()))
+"""
+    first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert first.returncode == 130, first.stderr[-500:]
+    assert (tmp_path / "model-3.index").exists()
+    second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr[-500:]
+    assert "final 6" in second.stdout
