@@ -1,0 +1,192 @@
+"""The CIFAR-2 ResNets of SLOGAN ("ResGAN"): generator, discriminator and encoder (spec §4.2).
+
+128 channels everywhere, 3×3 convolutions He-uniform, 1×1 shortcuts, dense layers and the final 3-channel
+convolution Glorot-uniform, zero biases, padding SAME, ReLU activations (no LeakyReLU in these nets).
+
+    G: z [B, d] -> Dense(4·4·C) -> [B, 4, 4, C] -> Up(8) -> Up(16) -> Up(32) -> BN -> ReLU -> Conv3×3(3) -> tanh
+    D: x [B, 32, 32, 3] -> Opt(16) -> Down(8) -> Plain(8) -> Plain(8) -> ReLU -> mean_HW -> Dense(1)
+    E: as D with its own weights and Dense(d) at the end.
+
+Layers carry the variable names of the TF1 original in creation order (``dense``, ``BatchNorm``,
+``conv2d``, ``BatchNorm_1``, ``conv2d_1``, …, spec §4.4), which the TF1-checkpoint converter relies on.
+With C = 128 and d = 128 the trainable parameter counts are G 1 204 483, D 1 053 825, E 1 070 208.
+"""
+
+from __future__ import annotations
+
+import re
+
+import keras
+import tensorflow as tf
+
+from common.slogan.layers import TF1BatchNorm
+
+CHANNELS = 128
+
+
+class CrossReplicaBatchNorm(TF1BatchNorm):
+    """:class:`TF1BatchNorm` whose batch statistics span every replica of a ``tf.distribute`` strategy.
+
+    The original trains on one GPU, so BatchNorm sees the whole batch of 128 (or 64) generated images. With
+    several replicas each holds a shard; summing the per-replica moments (an all-reduce, differentiable)
+    keeps the forward pass, the gradients and the moving-statistics update equal to the one-device step.
+    On one device it is exactly :class:`TF1BatchNorm`.
+    """
+
+    def call(self, x, training=False, update_stats=False):
+        context = tf.distribute.get_replica_context()
+        if not training or context is None or context.num_replicas_in_sync == 1:
+            return super().call(x, training=training, update_stats=update_stats)
+        x = tf.convert_to_tensor(x)
+        axes = list(range(len(x.shape) - 1))
+        total = tf.distribute.ReduceOp.SUM
+        count = context.all_reduce(total, tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), x.dtype))
+        mean = context.all_reduce(total, tf.reduce_sum(x, axes)) / count
+        # As tf.nn.moments: the variance does not back-propagate into the mean (its gradient is 0 anyway).
+        variance = context.all_reduce(total, tf.reduce_sum(tf.square(x - tf.stop_gradient(mean)), axes)) / count
+        if update_stats:
+            self._update_moving_statistics(mean, variance * count / tf.maximum(count - 1.0, 1.0))
+        return (x - mean) * (tf.math.rsqrt(variance + self.epsilon) * self.gamma) + self.beta
+
+
+class _Names:
+    """Hands out the TF1 default layer names in creation order: ``conv2d``, ``conv2d_1``, …"""
+
+    def __init__(self):
+        self._counts: dict[str, int] = {}
+
+    def __call__(self, base: str) -> str:
+        n = self._counts.get(base, 0)
+        self._counts[base] = n + 1
+        return base if n == 0 else f"{base}_{n}"
+
+
+def _conv(names: _Names, filters: int, size: int, he: bool) -> keras.layers.Conv2D:
+    init = keras.initializers.HeUniform() if he else keras.initializers.GlorotUniform()
+    return keras.layers.Conv2D(
+        filters, size, padding="same", kernel_initializer=init, bias_initializer="zeros", name=names("conv2d")
+    )
+
+
+def _dense(names: _Names, units: int) -> keras.layers.Dense:
+    return keras.layers.Dense(
+        units, kernel_initializer=keras.initializers.GlorotUniform(), bias_initializer="zeros", name=names("dense")
+    )
+
+
+class Generator(keras.Model):
+    """G: z [B, d] -> images [B, 32, 32, 3] in (−1, 1), 7 TF1 BatchNorms (spec §4.2, §4.3).
+
+    Call args:
+        z: [B, latent_dim].
+        training: BatchNorm uses batch statistics (True in the D and G steps) or moving ones (evaluation).
+        update_stats: also update the BatchNorm moving statistics (only in the G step).
+    """
+
+    def __init__(self, latent_dim: int = 128, channels: int = CHANNELS, name: str = "generator"):
+        super().__init__(name=name)
+        self.latent_dim, self.channels = latent_dim, channels
+        names = _Names()
+        self.dense = _dense(names, 4 * 4 * channels)
+        self.blocks = []
+        for _ in range(3):  # Up blocks: 4 -> 8 -> 16 -> 32
+            # Creation order of the original: BN, conv 3×3, BN, conv 3×3, then the 1×1 shortcut.
+            bn1 = CrossReplicaBatchNorm(name=names("BatchNorm"))
+            conv1 = _conv(names, channels, 3, he=True)
+            bn2 = CrossReplicaBatchNorm(name=names("BatchNorm"))
+            conv2 = _conv(names, channels, 3, he=True)
+            shortcut = _conv(names, channels, 1, he=False)
+            self.blocks.append((bn1, conv1, bn2, conv2, shortcut))
+        self.bn_out = CrossReplicaBatchNorm(name=names("BatchNorm"))
+        self.conv_out = _conv(names, 3, 3, he=False)
+        self.upsample = keras.layers.UpSampling2D(2, interpolation="nearest")
+
+    def stages(self, z, training=False, update_stats=False) -> list[tf.Tensor]:
+        """Feature maps after the dense layer and after each Up block: [B, 4|8|16|32, …, C]."""
+        x = tf.reshape(self.dense(z), [-1, 4, 4, self.channels])
+        outputs = [x]
+        for bn1, conv1, bn2, conv2, shortcut in self.blocks:
+            h = conv1(self.upsample(tf.nn.relu(bn1(x, training=training, update_stats=update_stats))))
+            h = conv2(tf.nn.relu(bn2(h, training=training, update_stats=update_stats)))
+            x = shortcut(self.upsample(x)) + h
+            outputs.append(x)
+        return outputs
+
+    def call(self, z, training=False, update_stats=False):
+        x = self.stages(z, training=training, update_stats=update_stats)[-1]
+        x = tf.nn.relu(self.bn_out(x, training=training, update_stats=update_stats))
+        return tf.tanh(self.conv_out(x))
+
+    @property
+    def batch_norms(self) -> list[TF1BatchNorm]:
+        return [layer for block in self.blocks for layer in (block[0], block[2])] + [self.bn_out]
+
+
+class Critic(keras.Model):
+    """D or E: images [B, 32, 32, 3] -> [B, out_dim]; residual blocks without normalisation (spec §4.2).
+
+    Opt (32 -> 16): main conv3×3 -> ReLU -> conv3×3 -> pool; shortcut pool -> conv1×1.
+    Down (16 -> 8): main ReLU -> conv3×3 -> ReLU -> conv3×3 -> pool; shortcut conv1×1 -> pool.
+    Plain ×2 (8): main ReLU -> conv3×3 -> ReLU -> conv3×3; identity shortcut.
+    Head: ReLU -> mean over H, W -> Dense(out_dim).
+    """
+
+    def __init__(self, out_dim: int, channels: int = CHANNELS, name: str = "discriminator"):
+        super().__init__(name=name)
+        self.out_dim, self.channels = out_dim, channels
+        names = _Names()
+        self.opt = [_conv(names, channels, 3, True), _conv(names, channels, 3, True), _conv(names, channels, 1, False)]
+        self.down = [_conv(names, channels, 3, True), _conv(names, channels, 3, True), _conv(names, channels, 1, False)]
+        self.plain = [(_conv(names, channels, 3, True), _conv(names, channels, 3, True)) for _ in range(2)]
+        self.head = _dense(names, out_dim)
+        self.pool = keras.layers.AveragePooling2D(2)
+
+    def stages(self, x) -> list[tf.Tensor]:
+        """Feature maps after Opt, Down, Plain, Plain: [B, 16|8|8|8, …, C]."""
+        conv1, conv2, shortcut = self.opt
+        x = shortcut(self.pool(x)) + self.pool(conv2(tf.nn.relu(conv1(x))))
+        outputs = [x]
+        conv1, conv2, shortcut = self.down
+        x = self.pool(shortcut(x)) + self.pool(conv2(tf.nn.relu(conv1(tf.nn.relu(x)))))
+        outputs.append(x)
+        for conv1, conv2 in self.plain:
+            x = x + conv2(tf.nn.relu(conv1(tf.nn.relu(x))))
+            outputs.append(x)
+        return outputs
+
+    def call(self, x):
+        x = self.stages(x)[-1]
+        return self.head(tf.reduce_mean(tf.nn.relu(x), axis=[1, 2]))
+
+
+def build_generator(latent_dim: int = 128, channels: int = CHANNELS) -> Generator:
+    """A built generator (weights created by one call on zeros)."""
+    model = Generator(latent_dim, channels)
+    model(tf.zeros([1, latent_dim]))
+    return model
+
+
+def build_discriminator(channels: int = CHANNELS) -> Critic:
+    """A built discriminator D: [B, 32, 32, 3] -> [B, 1]."""
+    model = Critic(1, channels, name="discriminator")
+    model(tf.zeros([1, 32, 32, 3]))
+    return model
+
+
+def build_encoder(latent_dim: int = 128, channels: int = CHANNELS) -> Critic:
+    """A built encoder E: [B, 32, 32, 3] -> [B, latent_dim]."""
+    model = Critic(latent_dim, channels, name="encoder")
+    model(tf.zeros([1, 32, 32, 3]))
+    return model
+
+
+def tf1_variable_names(model: keras.Model) -> dict[str, tf.Variable]:
+    """Map ``<scope>/<tf1 layer name>/<weight>`` (the TF1 checkpoint keys, spec §4.4) to this model's variables.
+
+    BatchNorm's hidden zero-debias state maps to ``BatchNorm*/moving_mean/biased`` and ``…/local_step``.
+    """
+    return {_TF1_LEAF.sub(lambda m: _TF1_HIDDEN[m.group(0)], weight.path): weight for weight in model.weights}
+
+
+_TF1_HIDDEN = {"moving_mean_biased": "moving_mean/biased", "moving_mean_local_step": "moving_mean/local_step"}
+_TF1_LEAF = re.compile("|".join(f"{key}$" for key in _TF1_HIDDEN))
