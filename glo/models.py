@@ -1,0 +1,170 @@
+"""The GLO generator of this implementation: bilinear x2 resize + 4x4 conv blocks, ReLU then BatchNorm.
+
+Layer table (spec §4.1; channels per dataset):
+
+    z [B, d] -> [B, 1, 1, d]
+    deconv1  resize x2 -> conv 4x4 -> ReLU -> BN     2x2    MNIST 100   SVHN/CIFAR-10 384
+    deconv2  resize x2 -> conv 4x4 -> ReLU -> BN     4x4          50                 128
+    deconv3  resize x2 -> conv 4x4 -> ReLU -> BN     8x8          25                  64
+    deconv4  resize x2 -> conv 4x4 -> ReLU -> BN    16x16          6                  16
+    deconv5  resize x2 -> conv 4x4 -> tanh          32x32          1                   3
+    final legacy bilinear resize to (h, w)          28x28 (MNIST) / identity at 32x32
+
+Two details decide the numbers and are kept on purpose:
+- every resize is TF1's ``resize_bilinear`` (no half-pixel centres), which samples source pixel
+  ``i * in / out``; ``tf.image.resize`` and Keras' ``UpSampling2D`` sample half-pixel centres instead;
+- BatchNorm always normalises with the statistics of the batch it is given, in training and in the evaler
+  alike (the original built it with ``is_training=True``); the moving averages are updated and never read.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+# Channels of the five blocks (the original's get_deconv_info); the last entry is the image channel count.
+CHANNELS = {
+    "MNIST": (100, 50, 25, 6, 1),
+    "SVHN": (384, 128, 64, 16, 3),
+    "CIFAR10": (384, 128, 64, 16, 3),
+}
+NUM_BLOCKS = 5
+BN_MOMENTUM = 0.9  # tf.contrib batch_norm decay
+BN_EPSILON = 1e-3
+INIT_STDDEV = 0.02  # truncated normal, redrawn beyond 2 sigma: effective std ~0.0176
+
+
+def channel_table(dataset: str | None, image_channels: int) -> tuple[int, ...]:
+    """Channels of the five blocks for a named dataset, or for a folder dataset with ``image_channels``.
+
+    Folder datasets (spec §6.4): one channel uses the MNIST table; otherwise the SVHN/CIFAR-10 table with the
+    last entry replaced by the channel count.
+    """
+    if dataset in CHANNELS:
+        return CHANNELS[dataset]
+    if image_channels == 1:
+        return CHANNELS["MNIST"]
+    return CHANNELS["SVHN"][:-1] + (int(image_channels),)
+
+
+def legacy_resize_bilinear(images: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
+    """TF1 ``resize_bilinear`` (align_corners=False, half_pixel_centers=False).
+
+    Output pixel ``i`` samples the input at ``i * in / out`` (clamped at the last pixel), so x2 upsampling of
+    [1, 3, 7, 15] gives [1, 2, 3, 5, 7, 11, 15, 15]. A resize to the same size is the identity.
+
+    Args:
+        images: [B, H, W, C] float32.
+        size: (out_h, out_w).
+    Returns:
+        [B, out_h, out_w, C] float32.
+    """
+    return tf.raw_ops.ResizeBilinear(images=images, size=tf.constant(size, tf.int32), align_corners=False,
+                                     half_pixel_centers=False)
+
+
+class BilinearDeconv(keras.layers.Layer):
+    """One "bilinear deconv" block without its BatchNorm: resize x2, conv 4x4 stride 1 SAME (+ bias), activation.
+
+    The conv keeps TF's SAME padding for an even kernel (1 row/column before, 2 after).
+
+    Input [B, H, W, C_in] -> output [B, 2H, 2W, filters].
+    """
+
+    def __init__(self, filters: int, activation: str, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.activation_name = activation
+        self.conv = keras.layers.Conv2D(
+            filters, 4, strides=1, padding="same", use_bias=True, name="conv2d",
+            kernel_initializer=keras.initializers.TruncatedNormal(stddev=INIT_STDDEV),
+            bias_initializer="zeros",
+        )
+        self.activation = keras.activations.get(activation)
+
+    def build(self, input_shape):
+        _, h, w, c = input_shape
+        self.conv.build((None, 2 * h, 2 * w, c))
+        self.built = True
+
+    def call(self, inputs):
+        h, w = inputs.shape[1], inputs.shape[2]
+        return self.activation(self.conv(legacy_resize_bilinear(inputs, (2 * h, 2 * w))))
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, _ = input_shape
+        return (b, 2 * h, 2 * w, self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "activation": self.activation_name}
+
+
+class Generator(keras.Model):
+    """G_theta: unit-sphere code z [B, d] -> image [B, h, w, c] in (-1, 1).
+
+    Args:
+        latent_dim: d.
+        image_shape: (h, w, c) of the dataset; the network always produces 32x32 and resizes to (h, w).
+        channels: the five block widths (:func:`channel_table`); the last must equal c.
+
+    BatchNorm runs in training mode whatever ``training`` says (spec §4.3, bug #6 kept): an output depends on
+    the other codes of its batch, exactly as in the original's trainer and evaler.
+    """
+
+    def __init__(self, latent_dim: int, image_shape: tuple[int, int, int], channels: tuple[int, ...], **kwargs):
+        super().__init__(**kwargs)
+        if len(channels) != NUM_BLOCKS or channels[-1] != image_shape[-1]:
+            raise ValueError(f"channels {channels} must have {NUM_BLOCKS} entries ending in c={image_shape[-1]}")
+        self.latent_dim = int(latent_dim)
+        self.image_shape = tuple(int(v) for v in image_shape)
+        self.channels = tuple(int(v) for v in channels)
+        self.blocks = [
+            BilinearDeconv(width, "tanh" if k == NUM_BLOCKS else "relu", name=f"deconv{k}")
+            for k, width in enumerate(self.channels, start=1)
+        ]
+        self.norms = [
+            keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"batch_norm{k}")
+            for k in range(1, NUM_BLOCKS)
+        ]
+
+    def build(self, input_shape):
+        shape = (None, 1, 1, self.latent_dim)
+        for k, block in enumerate(self.blocks):
+            block.build(shape)
+            shape = block.compute_output_shape(shape)
+            if k < len(self.norms):
+                self.norms[k].build(shape)
+        self.built = True
+
+    def call(self, z, training=None):
+        """z [B, d] float32 -> [B, h, w, c] float32 in (-1, 1); BN always uses batch statistics."""
+        x = tf.reshape(z, [-1, 1, 1, self.latent_dim])
+        for k, block in enumerate(self.blocks):
+            x = block(x)
+            if k < len(self.norms):
+                x = self.norms[k](x, training=True)  # the original's is_training=True, everywhere
+        h, w, _ = self.image_shape
+        if (h, w) != (x.shape[1], x.shape[2]):
+            x = legacy_resize_bilinear(x, (h, w))
+        return x
+
+    def get_config(self):
+        return {"latent_dim": self.latent_dim, "image_shape": self.image_shape, "channels": self.channels}
+
+
+def build_generator(latent_dim: int, image_shape: tuple[int, int, int], dataset: str | None = None) -> Generator:
+    """A built generator for ``dataset`` (MNIST / SVHN / CIFAR10, or None for a folder dataset)."""
+    generator = Generator(latent_dim, image_shape, channel_table(dataset, image_shape[-1]), name="g")
+    generator.build((None, latent_dim))
+    return generator
+
+
+def parameter_table(model: keras.Model) -> str:
+    """The trainable-variable table printed at start-up (the original's slim analyze_vars)."""
+    lines, total = [], 0
+    for var in model.trainable_variables:
+        size = int(tf.size(var))
+        total += size
+        lines.append(f"  {var.path:<40s} {str(tuple(var.shape)):<20s} {size:>9d}")
+    lines.append(f"  total trainable parameters: {total}")
+    return "\n".join(lines)

@@ -1,0 +1,288 @@
+"""GLO training: the compiled train step and the run (folder, checkpoints, summaries, dumps, code store).
+
+One iteration, in the original's order (spec §1.4, ``Trainer.run_single_step``):
+
+1. generator step: X^ = G_theta(Z), L_pre = l(X, X^); Adam on theta (gradients clipped to global norm 20);
+2. code gradient with the updated generator: L_G = l(X, G_theta'(Z)), grad = dL_G/dZ (batch-mean loss, BN
+   batch statistics couple the examples);
+3. code step and projection: Z' = (Z - alpha grad) / ||Z - alpha grad||_2 per row (no epsilon);
+4. diagnostic L_Z = l(X, G_theta'(Z'));
+5. write-back of Z' into the code table (write-once by default, see :mod:`glo.codes`).
+
+The paper (Bojanowski et al. 2018, eq. 1) optimises theta and every z_i jointly by SGD on the same loss; this
+implementation's alternating Adam/plain-gradient steps are the author's own variant and are kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import time
+from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+import tensorflow as tf
+
+from common.config import RESUME_SAFE_KEYS, prepare_run_dir
+from common.errors import UsageError
+from common.seeding import set_seed
+from common.summaries import Logbook, tf1_image_scale
+from common.training import Checkpoints, Every, restore, train_loop
+from glo import data as glo_data
+from glo.codes import CodeStore, CodeTable
+from glo.config import TrainConfig, train_run_name
+from glo.evaluate import reconstruction_errors
+from glo.log import INFOV, log
+from glo.losses import get_loss
+from glo.models import Generator, build_generator, parameter_table
+
+TRAIN_ROOT = Path("train_dir")  # relative to the working directory, as in the original
+CLIP_NORM = 20.0
+DECAY_STEPS = 10000
+DECAY_RATE = 0.5
+MAX_SUMMARY_IMAGES = 4
+# Flags that may change when a run folder is resumed: they do not change the trained numbers.
+RESUME_IGNORED = RESUME_SAFE_KEYS | {"max_steps", "log_step", "summary_step", "eval_step", "eval_batches",
+                                     "max_to_keep", "no_image_cache", "no_progress"}
+
+
+@dataclasses.dataclass
+class TrainState:
+    """Everything a run needs to continue, all in the checkpoint.
+
+    Attributes:
+        generator: G_theta (with its BN moving statistics, which are updated but never used).
+        optimizer: Adam; ``optimizer.iterations`` is the global step g (checkpoint ``model-<g>``).
+        codes: the train split's codes and write flags.
+        loop_step: finished iterations s of this run folder (restarts at 0 after ``--checkpoint``).
+        stream_seed: seed of the batch order (:class:`glo.data.BatchStream`).
+    """
+
+    generator: Generator
+    optimizer: keras.optimizers.Optimizer
+    codes: CodeTable
+    loop_step: tf.Variable
+    stream_seed: tf.Variable
+
+    def trackables(self) -> dict:
+        return {"generator": self.generator, "optimizer": self.optimizer, "codes": self.codes,
+                "loop_step": self.loop_step, "stream_seed": self.stream_seed}
+
+
+def learning_rate(cfg: TrainConfig):
+    """lr, or lr * 0.5^floor(g / 10000) with ``--lr_weight_decay`` (g read before the increment)."""
+    if cfg.lr_weight_decay:
+        return keras.optimizers.schedules.ExponentialDecay(cfg.learning_rate, DECAY_STEPS, DECAY_RATE, staircase=True)
+    return cfg.learning_rate
+
+
+def make_optimizer(cfg: TrainConfig) -> keras.optimizers.Adam:
+    """TF1 ``optimize_loss(Adam, clip_gradients=20)``: Adam(0.9, 0.999, eps 1e-8), global-norm clipping at 20.
+
+    Keras 3's Adam has the TF1 form: step lr * sqrt(1 - b2^t) / (1 - b1^t) and eps added to the uncorrected sqrt(v).
+    """
+    return keras.optimizers.Adam(learning_rate(cfg), beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                                 global_clipnorm=CLIP_NORM)
+
+
+def make_train_step(state: TrainState, *, alpha: float, loss_fn, update_mode: str, jit_compile: bool = False):
+    """Build the compiled iteration of the module docstring.
+
+    Args:
+        state: generator, optimizer and code table (variables are updated in place).
+        alpha: step size of the code update (``--alpha``).
+        loss_fn: l(X, X^) -> scalar (:func:`glo.losses.get_loss`).
+        update_mode: ``first_only`` or ``every_step`` (:meth:`glo.codes.CodeTable.store`).
+        jit_compile: compile with XLA.
+
+    Returns:
+        ``step(images, positions)`` with images float32 [B, h, w, c] in [-1, 1] and positions int32 [B] (rows of
+        the code table), returning ``loss`` (L_pre), ``g_update`` (L_G), ``z_update`` (L_Z), ``gradient_norm``
+        (before clipping), ``clipped_gradient_norm``, ``global_step`` (g after the increment) and ``x_hat``
+        (the pre-update reconstruction [B, h, w, c]).
+    """
+    generator, optimizer, codes = state.generator, state.optimizer, state.codes
+    alpha = tf.constant(alpha, tf.float32)
+
+    def step(images, positions):
+        z = codes.gather(positions)
+        with tf.GradientTape() as tape:
+            x_hat = generator(z, training=True)
+            loss = loss_fn(images, x_hat)
+        variables = generator.trainable_variables
+        grads = tape.gradient(loss, variables)
+        norm = tf.linalg.global_norm(grads)
+        optimizer.apply_gradients(zip(grads, variables))  # clipped to global norm 20 inside
+
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            g_loss = loss_fn(images, generator(z, training=True))
+        z_new = z - alpha * tape.gradient(g_loss, z)
+        z_new = z_new / tf.norm(z_new, axis=1, keepdims=True)  # no epsilon, as the original's NumPy
+        z_loss = loss_fn(images, generator(z_new, training=True))
+        codes.store(positions, z_new, update_mode)
+        return {"loss": loss, "g_update": g_loss, "z_update": z_loss, "gradient_norm": norm,
+                "clipped_gradient_norm": tf.minimum(norm, CLIP_NORM), "global_step": optimizer.iterations,
+                "x_hat": x_hat}
+
+    return tf.function(step, jit_compile=jit_compile)
+
+
+class _Saver:
+    """Checkpoint saving for :func:`common.training.train_loop`: file ``model-<g>``, code file synced first.
+
+    The dataset file is brought in line with the code table *before* the checkpoint is written, so after a
+    crash the newest checkpoint is never ahead of the file; a restart re-syncs the file from the checkpoint.
+    """
+
+    def __init__(self, checkpoints: Checkpoints, store: CodeStore, state: TrainState):
+        self.checkpoints, self.store, self.state = checkpoints, store, state
+        self.last_step = None
+
+    def save(self, done: int) -> str | None:
+        g = int(self.state.optimizer.iterations.numpy())
+        if g == self.last_step:
+            return None
+        self.state.loop_step.assign(done)
+        self.store.sync(self.state.codes)
+        self.last_step = g
+        return self.checkpoints.save(g)
+
+
+def _write_dump(path: Path, x_hat: np.ndarray) -> None:
+    """``dump_result_<s>.hdf5`` with one dataset ``image`` (float32 [B, h, w, c]), written atomically."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with h5py.File(tmp, "w") as dump:
+            dump.create_dataset("image", data=np.asarray(x_hat, np.float32))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _warm_start(path: str, state: TrainState) -> None:
+    """``--checkpoint``: restore generator and optimizer (Adam slots, global step, a float lr) from ``path``.
+
+    Every generator weight must be in the file; optimizer entries may be missing (e.g. the learning-rate
+    variable when the checkpoint was trained with ``--lr_weight_decay``).
+    """
+    restore(tf.train.Checkpoint(generator=state.generator), path)
+    restore(tf.train.Checkpoint(optimizer=state.optimizer), path, partial=True)
+
+
+def run(cfg: TrainConfig) -> Path:
+    """Train GLO as ``glo/trainer.py`` does; return the run folder."""
+    if cfg.seed is not None:
+        set_seed(cfg.seed)
+    info = glo_data.describe(cfg.dataset, cfg.num_train)
+    source = glo_data.DataFile(info, writable=True, upright_cifar=cfg.fix_cifar_transpose,
+                               cache_images=not cfg.no_image_cache)
+    run_dir = TRAIN_ROOT / train_run_name(cfg, info.label)
+    if cfg.run_name is None and run_dir.exists():
+        raise UsageError(f"{run_dir} already exists (a run started in the same second); use another --prefix")
+    run_dir, resuming = prepare_run_dir(run_dir, cfg, ignore=RESUME_IGNORED)
+    log.log(INFOV, "Train Dir: %s", run_dir)
+
+    log.info("Reading the codes of %d training ids from %s", len(info.train_ids), info.path)
+    store = CodeStore(source.file, info.train_ids)
+    generator = build_generator(source.latent_dim, source.image_shape, info.named)
+    log.info("Generator variables:\n%s", parameter_table(generator))
+    optimizer = make_optimizer(cfg)
+    optimizer.build(generator.trainable_variables)
+    seed = cfg.seed if cfg.seed is not None else secrets.randbits(62)
+    state = TrainState(generator, optimizer, store.make_table(), tf.Variable(0, dtype=tf.int64, name="loop_step"),
+                       tf.Variable(seed, dtype=tf.int64, name="stream_seed"))
+    checkpoints = Checkpoints(run_dir, max_to_keep=cfg.max_to_keep, prefix="model", **state.trackables())
+
+    start = 0
+    if resuming and checkpoints.latest:
+        checkpoints.restore_latest()
+        start = int(state.loop_step.numpy())
+        log.info("Resuming %s at iteration %d (global step %d)", checkpoints.latest, start,
+                 int(optimizer.iterations.numpy()))
+    elif cfg.checkpoint:
+        _warm_start(cfg.checkpoint, state)
+        log.info("Checkpoint %s loaded: global step %d", cfg.checkpoint, int(optimizer.iterations.numpy()))
+    touched = store.sync(state.codes)  # the file now holds exactly the table's codes
+    if touched:
+        log.info("Dataset file re-synchronised with the checkpoint's codes (%d ids)", touched)
+
+    loss_fn = get_loss(cfg.loss, cfg.lap_levels)
+    step = make_train_step(state, alpha=cfg.alpha, loss_fn=loss_fn, update_mode=cfg.code_update_mode,
+                           jit_compile=cfg.jit_compile)
+    stream = glo_data.BatchStream(len(info.train_ids), cfg.batch_size, int(state.stream_seed.numpy()))
+    train_ids = np.asarray(info.train_ids)
+    logbook = Logbook(run_dir)
+    last: dict = {}
+    totals: dict[str, float] = {}
+
+    def step_fn(i):
+        positions = stream.positions(i)
+        began = time.perf_counter()
+        images = source.images(train_ids[positions])
+        out = step(tf.constant(images), tf.constant(positions))
+        last["x_hat"], last["x"] = out.pop("x_hat"), images
+        out = {k: float(v) for k, v in out.items()}
+        out["sec_per_batch"] = time.perf_counter() - began
+        for key in ("loss", "g_update", "z_update"):
+            totals[key] = totals.get(key, 0.0) + out[key]
+        totals["count"] = totals.get("count", 0.0) + 1
+        return out
+
+    def log_line(done, out):
+        sec = out["sec_per_batch"]
+        log.info(" [train step %4d] Loss: %.5f G update: %.5f Z update: %.5f (%.3f sec/batch, %.3f instances/sec) ",
+                 int(out["global_step"]), out["loss"], out["g_update"], out["z_update"], sec,
+                 cfg.batch_size / max(sec, 1e-9))
+
+    def summaries(done, out):
+        g = int(out["global_step"])
+        scalars = {"loss/loss": out["loss"], "g_optimizer_loss/loss": out["loss"],
+                   "g_optimizer_loss/global_norm/gradient_norm": out["gradient_norm"],
+                   "g_optimizer_loss/global_norm/clipped_gradient_norm": out["clipped_gradient_norm"]}
+        if out.get("time/steps_per_sec"):
+            scalars["global_step/sec"] = out["time/steps_per_sec"]
+        logbook.scalars(g, scalars)
+        logbook.images(g, {"img/reconstructed": tf1_image_scale(last["x_hat"].numpy()[:MAX_SUMMARY_IMAGES]),
+                           "img/real": tf1_image_scale(last["x"][:MAX_SUMMARY_IMAGES])},
+                       max_outputs=MAX_SUMMARY_IMAGES)
+
+    saver = _Saver(checkpoints, store, state)
+
+    def save(done, out):
+        s, g = done - 1, int(out["global_step"])
+        saver.save(done)
+        log.info("Saved checkpoint at %d", s)
+        if cfg.dump_result:
+            _write_dump(run_dir / f"dump_result_{s}.hdf5", last["x_hat"].numpy())
+        if totals.get("count"):
+            count = totals.pop("count")
+            logbook.record(g, {f"train/{k}": v / count for k, v in totals.items()})
+            totals.clear()
+
+    def evaluate(done, out):
+        g = int(out["global_step"])
+        rng = np.random.default_rng([int(state.stream_seed.numpy()), g])
+        record = {}
+        for split, ids in (("train", info.train_ids), ("test", info.test_ids)):
+            if ids:
+                errors = reconstruction_errors(generator, source, ids, cfg.batch_size, cfg.eval_batches, rng)
+                record.update({f"eval/{split}_{k}": v for k, v in errors.items()})
+        logbook.scalars(g, record)
+        logbook.record(g, record)
+
+    hooks = [Every(cfg.summary_step, summaries, offset=1), Every(cfg.log_step, log_line, offset=1),
+             Every(cfg.output_save_step, save, offset=1), Every(cfg.eval_step, evaluate, offset=1)]
+    try:
+        train_loop(step_fn, start=start, total=cfg.max_steps, checkpoints=saver, save_every=cfg.max_steps + 1,
+                   hooks=hooks, progress_text=lambda out: f"loss {out['loss']:.4f}", desc=info.label,
+                   show_progress=not cfg.no_progress)
+    finally:
+        logbook.close()
+        source.close()
+    log.log(INFOV, "Training finished: %s (global step %d)", run_dir, int(optimizer.iterations.numpy()))
+    return run_dir
