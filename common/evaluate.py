@@ -10,10 +10,10 @@ Command line (works on any run folder, whichever paper wrote it)::
 
 Protocol:
 
-- An NPZ holds the images under ``images`` (else ``fake``, ``real`` or ``x``, else its only array),
-  NHWC with 3 channels (1 for an MNIST classifier): uint8 0..255 or floats in [-1, 1]; floats in 0..255
-  (the Self-Conditioned GAN's sample files) need ``--pixel_range 0,255``. An optional scalar ``step``
-  array gives the step when ``--step`` is not passed.
+- An NPZ holds the images under ``images`` (else ``fake``, ``real`` or ``x``, else its only 4-D array),
+  NHWC with 3 channels (1 for an MNIST classifier; [N, H, W] is read as one channel): uint8 0..255 or
+  floats in [-1, 1]; floats in 0..255 (the Self-Conditioned GAN's sample files) need
+  ``--pixel_range 0,255``. An optional scalar ``step`` array gives the step when ``--step`` is not passed.
 - ``--real`` may instead hold precomputed statistics of the same feature extractor: ``mu`` and
   ``sigma`` (or TTUR's ``m`` and ``s``). KID needs real images.
 - One JSON line is appended per call, e.g. ``{"step": 5000, "fid": 31.2, "is": 6.1, "is_std": 0.0,
@@ -56,8 +56,10 @@ def to_unit_range(images, *, pixel_range: str = "auto", flag: str = "--images") 
     uint8 -> x / 127.5 - 1. Floats: ``"auto"`` requires [-1, 1]; ``"0,255"`` maps x / 127.5 - 1.
     """
     images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]  # grayscale [N, H, W] (e.g. Keras's mnist.npz)
     if images.ndim != 4:
-        raise UsageError(f"{flag}: expected images [N, H, W, C], got shape {images.shape}")
+        raise UsageError(f"{flag}: expected images [N, H, W, C] or [N, H, W], got shape {images.shape}")
     if images.dtype == np.uint8 or pixel_range == "0,255":
         return images.astype(np.float32) / 127.5 - 1.0
     if pixel_range != "auto":
