@@ -49,8 +49,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mirror", action="append", default=None, metavar="BASE_URL",
                         help="base URL or folder serving the official file names, used instead of the official "
                         f"URLs (repeatable; also ${datasets.MIRROR_ENV})")
-    parser.add_argument("--fix_cifar_orientation", action="store_true",
-                        help="store CIFAR-10 images upright (the original stores them transposed)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bars")
     return parser
 
@@ -84,7 +82,7 @@ def _run(args: argparse.Namespace, root: str | Path) -> list[Path]:
             if data_glo.glo_dataset_complete(out):
                 print(f"{_DONE_LABEL[name]} was downloaded.")
             else:
-                images, features = data_glo.official_glo_images(name, cache, args.fix_cifar_orientation)
+                images, features = data_glo.official_glo_images(name, cache)
                 data_glo.build_glo_dataset(out, images, features, args.distribution, args.dimension, args.seed,
                                            progress=progress)
         else:

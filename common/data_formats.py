@@ -152,11 +152,12 @@ def read_svhn_mat(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         labels: uint8 [n] as stored, 1..10 where 10 stands for the digit 0.
     """
     import scipy.io
+    from scipy.io.matlab import MatReadError
 
     path = Path(path)
     try:
         mat = scipy.io.loadmat(path)
-    except (OSError, ValueError, TypeError) as err:
+    except (OSError, ValueError, TypeError, MatReadError) as err:
         raise UsageError(f"{path}: not a readable SVHN .mat file ({err})") from None
     if "X" not in mat or mat["X"].ndim != 4:
         raise UsageError(f"{path}: SVHN .mat file without an X array of shape [32, 32, 3, n]")

@@ -9,10 +9,12 @@ On-disk contract (the original's):
 
 Initial codes (§2.4), drawn from NumPy's legacy global RNG in id order (unseeded unless a seed is given):
 Uniform U[-1, 1) and Gaussian N(0, 1), both *not* normalised; PCA = sklearn ``PCA(d)`` scores of all N
-images / 255 (train and test together, centred, not whitened), each row divided by its L2 norm.
+images / 255 (train and test together, centred, not whitened), each row divided by its L2 norm. The PCA is
+solved exactly (glo.md §9 check 2), where the original's sklearn default was randomized for big inputs.
 
 CIFAR-10 images are stored transposed (§2.2, bug 7): the 3072-row is reshaped in Fortran order, so
-``image[a, b, ch] == row[ch*1024 + b*32 + a]``. ``fix_cifar_orientation=True`` stores them upright.
+``image[a, b, ch] == row[ch*1024 + b*32 + a]``. The stored layout is part of the data contract (spec §8 #7);
+readers that want upright images transpose at read time (``glo/`` has a flag for it).
 
 A user's own dataset (the README's ``datasets/YOUR_DATASET``) is found by name or path, with ``data.hdf5`` or
 the README's ``data.hy``; see :func:`resolve_glo_dir` and :class:`GloData`.
@@ -68,9 +70,20 @@ def initial_codes(features: np.ndarray, distribution: str, dimension: int, rng=N
         x = np.asarray(features, dtype=np.float64).reshape(n, -1) / 255.0
         if dimension > min(x.shape):
             raise UsageError(f"--dimension {dimension}: PCA needs at most min(images, pixels) = {min(x.shape)}")
-        scores = PCA(n_components=dimension).fit_transform(x)
+        # An exact solver: sklearn's default ("auto") picks the randomized one for inputs above 500 x 500,
+        # an approximation (errors ~1e-4 on small sets) that also draws from the global RNG.
+        scores = PCA(n_components=dimension, svd_solver=_exact_pca_solver(x.shape)).fit_transform(x)
         return scores / np.linalg.norm(scores, axis=1, keepdims=True)
     raise UsageError(f"--distribution {distribution!r}: expected one of {', '.join(DISTRIBUTIONS)}")
+
+
+def _exact_pca_solver(shape: tuple[int, int]) -> str:
+    """An exact sklearn PCA solver: ``covariance_eigh`` when N ≥ 10·pixels (the real sets: fast, and what
+    sklearn ≥ 1.5 itself picks there), else a ``full`` SVD."""
+    import sklearn
+
+    major, minor = (int(v) for v in sklearn.__version__.split(".")[:2])
+    return "covariance_eigh" if (major, minor) >= (1, 5) and shape[0] >= 10 * shape[1] else "full"
 
 
 def write_glo_h5(directory: str | os.PathLike, images: np.ndarray, codes: np.ndarray, progress: bool = True) -> Path:
@@ -104,13 +117,11 @@ def glo_dataset_complete(directory: str | os.PathLike) -> bool:
     return (Path(directory) / "data.hdf5").is_file() and (Path(directory) / "id.txt").is_file()
 
 
-def official_glo_images(name: str, cache_folder: str | os.PathLike,
-                        fix_cifar_orientation: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def official_glo_images(name: str, cache_folder: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Images to store for ``name`` (train then test) and the features PCA sees, read from the cache.
 
     Returns:
-        images: uint8 [N, h, w, c] (MNIST [28, 28, 1]; SVHN and CIFAR-10 [32, 32, 3], CIFAR transposed unless
-            ``fix_cifar_orientation``).
+        images: uint8 [N, h, w, c] (MNIST [28, 28, 1]; SVHN and CIFAR-10 [32, 32, 3], CIFAR transposed).
         features: uint8 [N, ...]: the images, or for CIFAR-10 the raw 3072-rows, as the original's PCA.
     """
     folder = Path(cache_folder)
@@ -124,8 +135,6 @@ def official_glo_images(name: str, cache_folder: str | os.PathLike,
     if name == "CIFAR10":
         (train_rows, _), (test_rows, _) = datasets.read_cifar10_rows(folder.parent)
         rows = np.concatenate([train_rows, test_rows])
-        if fix_cifar_orientation:
-            return formats.cifar_rows_to_images(rows), rows
         # The original reshapes each row to [32, 32, 3] in Fortran order: image[a, b, ch] = row[ch*1024 + b*32 + a],
         # channels right but rows and columns swapped (bug 7). Same values as the transpose below.
         return np.ascontiguousarray(rows.reshape(-1, 3, 32, 32).transpose(0, 3, 2, 1)), rows

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from common import data_formats as formats
-from common.downloads import DEFAULT_POLICY, Resource, RetryPolicy, fetch
+from common.downloads import Resource, RetryPolicy, fetch
 from common.errors import UsageError
 from common.fileio import atomic_write_json
 
@@ -173,8 +173,7 @@ def ensure_cached(name: str, *, cache_dir: str | os.PathLike | None = None, sour
     else:
         bases = mirror_bases(mirrors)
         for resource in spec.resources:
-            fetch(resource.with_bases(bases) if bases else resource, folder, policy=policy or DEFAULT_POLICY,
-                  progress=progress)
+            fetch(resource.with_bases(bases) if bases else resource, folder, policy=policy, progress=progress)
         atomic_write_json(folder / "SOURCE.json", {"origin": "download", "urls": bases or "official"})
     if name == "CIFAR10":
         extract_cifar_archive(folder)

@@ -139,7 +139,7 @@ def fetch(
         DownloadError: every URL failed; the message names the file and the last error. A partial file with
             at least one byte is kept for the next run to resume; nothing else is left behind.
     """
-    policy = policy or DEFAULT_POLICY
+    policy = policy or DEFAULT_POLICY  # looked up at call time, so tests can monkeypatch the module default
     directory = Path(directory)
     target = directory / resource.filename
     if target.exists():

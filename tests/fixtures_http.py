@@ -207,7 +207,8 @@ def make_cifar10_tarball(per_batch: int = 4, n_test: int = 4, bytes_keys: bool =
 
 
 def make_svhn_mats(n_train: int = 6, n_test: int = 4) -> dict[str, bytes]:
-    """``train_32x32.mat`` / ``test_32x32.mat`` bytes: ``X`` uint8 [32, 32, 3, n], ``y`` [n, 1] in 1..10."""
+    """``train_32x32.mat`` / ``test_32x32.mat`` bytes: ``X`` uint8 [32, 32, 3, n], ``y`` [n, 1] in 1..10
+    (image j of the whole set has label j mod 10 + 1, so 10 = the digit 0 appears for j = 9)."""
     import scipy.io
 
     out = {}
@@ -215,6 +216,6 @@ def make_svhn_mats(n_train: int = 6, n_test: int = 4) -> dict[str, bytes]:
         images = pattern_images(n, (32, 32, 3), offset)
         buffer = io.BytesIO()
         scipy.io.savemat(buffer, {"X": np.transpose(images, (1, 2, 3, 0)),
-                                  "y": (np.arange(n) % 10 + 1).reshape(-1, 1).astype(np.uint8)})
+                                  "y": ((np.arange(n) + offset) % 10 + 1).reshape(-1, 1).astype(np.uint8)})
         out[name] = buffer.getvalue()
     return out
