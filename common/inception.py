@@ -246,18 +246,18 @@ def read_graph_def(path: str | os.PathLike, member: str):
     return graph_def
 
 
-def graph_function(graph_def, input_tensor: str, output_tensors: list[str]):
+def graph_function(graph_def, input_tensor: str, output_tensors: list[str], image_size: int | None = None):
     """A concrete TF2 function running a frozen TF1 graph from ``input_tensor`` to ``output_tensors``.
 
     The graph is imported inside ``tf.compat.v1.wrap_function`` with its input mapped onto a float32
-    placeholder of shape [None, None, None, 3], so any batch size (and, for the TTUR graph, any image
-    size) can be fed; the result is pruned to the ops between that input and the outputs, which also
-    drops the graphs' batch-1 tails (e.g. ``pool_3/_reshape``).
+    placeholder of shape [None, image_size, image_size, 3], so any batch size (and, with ``image_size``
+    None as for the TTUR graph, any image size) can be fed; the result is pruned to the ops between that
+    input and the outputs, which also drops the graphs' batch-1 tails (e.g. ``pool_3/_reshape``).
     """
     import tensorflow as tf
 
     def _import():
-        images = tf.compat.v1.placeholder(tf.float32, [None, None, None, 3], name=TF_INPUT)
+        images = tf.compat.v1.placeholder(tf.float32, [None, image_size, image_size, 3], name=TF_INPUT)
         tf.compat.v1.import_graph_def(graph_def, input_map={input_tensor: images}, name=TF_SCOPE)
 
     try:
@@ -340,7 +340,7 @@ class InceptionNet:
             file = resolve_graph_file(self.graph, **self._source)
             self._graph_def = read_graph_def(file, self.graph.member)
         outputs = [self.graph.feature_tensor] + ([self.graph.logits_tensor] if self.has_logits else [])
-        net = graph_function(self._graph_def, self.graph.input_tensor, outputs)
+        net = graph_function(self._graph_def, self.graph.input_tensor, outputs, self.graph.resize_to)
         graph = self.graph
 
         @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
