@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import sys
 import tarfile
 import tempfile
 import urllib.error
@@ -140,6 +141,7 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, ti
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     digest = hashlib.sha256()
+    print(f"downloading {url} -> {dest}", file=sys.stderr)
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             while chunk := response.read(CHUNK):
