@@ -1,0 +1,55 @@
+"""What the three Hydra entry scripts share: the config banner, the output folder, the device choice."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def put_repo_root_on_path(script: str) -> None:
+    """Run as ``python latentclr/train.py`` the script's own folder is sys.path[0]; replace it by the repo root
+    so that ``latentclr`` and ``common`` import as packages (and no module here shadows another)."""
+    here = str(Path(script).resolve().parent)
+    sys.path[:] = [p for p in sys.path if str(Path(p or ".").resolve()) != here]
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+
+
+def display_config(cfg: DictConfig) -> None:
+    """The original's ``display_config``: the composed YAML between a title and a rule of 40 '='."""
+    logger = logging.getLogger()
+    logger.info("Configuration:\n")
+    logger.info(OmegaConf.to_yaml(cfg))
+    logger.info("=" * 40 + "\n")
+
+
+def output_dir() -> Path:
+    """Hydra's output folder of this job (the original writes into the cwd, which Hydra set to it)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def select_device(cfg: DictConfig) -> None:
+    """``device`` (``cuda:N`` or ``cpu``): make that GPU the visible one before TensorFlow starts; without a
+    GPU the run uses the CPU (``auto_cpu_if_no_gpu``; TensorFlow places the generator too)."""
+    from common.devices import select_gpus
+    from common.errors import UsageError
+
+    device = str(cfg.get("device", "cpu") or "cpu")
+    if device.startswith("cuda"):
+        index = device.partition(":")[2] or "0"
+        ids = select_gpus(index, flag="device")
+        import tensorflow as tf
+
+        if ids and not tf.config.list_physical_devices("GPU") and not cfg.get("auto_cpu_if_no_gpu", True):
+            raise UsageError(f"device={device} but no GPU is visible (auto_cpu_if_no_gpu=false)")
+    elif device == "cpu":
+        select_gpus("-1", flag="device")
+    else:
+        raise UsageError(f"device must be cuda, cuda:<index> or cpu, got {device!r}")
