@@ -243,10 +243,13 @@ def _transfer(url: str, part: Path, policy: RetryPolicy, progress: bool) -> bool
             part.parent.mkdir(parents=True, exist_ok=True)  # created only once a server answers
             with open(part, "ab" if resumed else "wb") as handle:
                 while True:
-                    chunk = response.read(policy.chunk_size)
+                    # read1: return what has arrived (up to chunk_size) instead of waiting for a full chunk, so
+                    # the partial file keeps up with the network when the process is killed.
+                    chunk = response.read1(policy.chunk_size)
                     if not chunk:
                         break
                     handle.write(chunk)
+                    handle.flush()
                     written += len(chunk)
                     bar.update(len(chunk))
                 handle.flush()

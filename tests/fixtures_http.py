@@ -39,7 +39,8 @@ class Route:
     cut_after: int | None = None  # drop the connection after this many body bytes ...
     cuts: int = 1  # ... for this many requests
     honor_range: bool = True
-    stall_after: int | None = None  # send this many bytes, then hang until the server stops
+    stall_after: int | None = None  # send this many bytes, then hang until the server stops ...
+    stalls: int = 1  # ... for this many requests
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +77,7 @@ class LocalHTTPServer:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def add(self, path: str, data: bytes, **route) -> str:
-        """Serve ``data`` at ``path`` (options: status, cut_after, cuts, honor_range, stall_after); returns its URL."""
+        """Serve ``data`` at ``path`` (options: the fields of :class:`Route`); returns its URL."""
         self.routes[path] = Route(data, **route)
         return self.url(path)
 
@@ -108,7 +109,8 @@ class LocalHTTPServer:
         handler.send_header("Content-Type", "application/octet-stream")
         handler.send_header("Content-Length", str(len(body)))
         handler.end_headers()
-        if route.stall_after is not None:
+        if route.stall_after is not None and route.stalls > 0:
+            route.stalls -= 1
             handler.wfile.write(body[: route.stall_after])
             handler.wfile.flush()
             self._stop.wait(30)  # a download in progress that never finishes (the client gets killed)
