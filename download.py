@@ -16,17 +16,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from common import data_glo, datasets
-from common.errors import UsageError, exit_on_usage_error
-
-# The original's "… was downloaded." messages, word for word.
-_DONE_LABEL = {"MNIST": "MNIST", "SVHN": "SVHN", "CIFAR10": "CIFAR"}
+from common.data_build import build_datasets
+from common.errors import exit_on_usage_error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,68 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, root: str | Path = "datasets") -> list[Path]:
-    """Build every requested dataset; returns the GLO dataset folders (the cache folders with --cache_only)."""
-    _validate(args)
-    cache = datasets.cache_root(args.cache_dir)
-    watched = [Path(root), cache.parent, cache, *(cache / d.folder for d in datasets.OFFICIAL.values())]
-    new_dirs = [d for d in watched if not d.exists()]
-    try:
-        return _run(args, root)
-    except UsageError:
-        for directory in sorted(new_dirs, key=lambda d: len(d.parts), reverse=True):
-            if directory.is_dir() and not any(directory.iterdir()):
-                directory.rmdir()  # a failed run leaves no empty folders behind either
-        raise
-
-
-def _run(args: argparse.Namespace, root: str | Path) -> list[Path]:
-    progress = not args.no_progress
-    outputs = []
-    for name in args.datasets:
-        if name in datasets.OFFICIAL:
-            out = Path(root) / datasets.OFFICIAL[name].folder
-            cache = datasets.ensure_cached(name, cache_dir=args.cache_dir, source=args.source, mirrors=args.mirror,
-                                           progress=progress)
-            if args.cache_only:
-                outputs.append(cache)
-                continue
-            if data_glo.glo_dataset_complete(out):
-                print(f"{_DONE_LABEL[name]} was downloaded.")
-            else:
-                images, features = data_glo.official_glo_images(name, cache)
-                data_glo.build_glo_dataset(out, images, features, args.distribution, args.dimension, args.seed,
-                                           progress=progress)
-        else:
-            out = Path(root) / name
-            if data_glo.glo_dataset_complete(out):
-                print(f"{name} was downloaded.")
-            else:
-                from common.data_sources import read_image_folder
-
-                splits, _ = read_image_folder(args.source, mode="auto", size=args.image_size, progress=progress)
-                parts = [splits[s][0] for s in ("train", "test") if s in splits]
-                images = parts[0] if len(parts) == 1 else np.concatenate(parts)
-                data_glo.build_glo_dataset(out, images, images, args.distribution, args.dimension, args.seed,
-                                           progress=progress)
-        outputs.append(out)
-    return outputs
-
-
-def _validate(args: argparse.Namespace) -> None:
-    if args.source is not None and len(args.datasets) != 1:
-        raise UsageError(f"--source {args.source}: give exactly one dataset with it, not {len(args.datasets)}")
-    for name in args.datasets:
-        if name in datasets.OFFICIAL:
-            continue
-        if args.source is None:
-            raise UsageError(f"--datasets {name}: expected MNIST, SVHN or CIFAR10; another name builds your own "
-                             "dataset and needs --source with an image folder")
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-            raise UsageError(f"--datasets {name}: a dataset name may hold letters, digits, '_', '.' and '-' only")
-    if args.cache_only and any(name not in datasets.OFFICIAL for name in args.datasets):
-        raise UsageError("--cache_only: only MNIST, SVHN and CIFAR10 have a cache")
-    if args.image_size is not None and (args.image_size < 1 or any(n in datasets.OFFICIAL for n in args.datasets)):
-        raise UsageError(f"--image_size {args.image_size}: only for your own datasets, and positive")
+    """Build every requested dataset (see :func:`common.data_build.build_datasets`)."""
+    return build_datasets(args.datasets, distribution=args.distribution, dimension=args.dimension, seed=args.seed,
+                          source=args.source, image_size=args.image_size, cache_dir=args.cache_dir,
+                          cache_only=args.cache_only, mirrors=args.mirror, progress=not args.no_progress, root=root)
 
 
 @exit_on_usage_error

@@ -67,7 +67,8 @@ def initial_codes(features: np.ndarray, distribution: str, dimension: int, rng=N
     if distribution == "PCA":
         from sklearn.decomposition import PCA
 
-        x = np.asarray(features, dtype=np.float64).reshape(n, -1) / 255.0
+        x = np.array(features, dtype=np.float64).reshape(n, -1)
+        x /= 255.0  # in place: SVHN's float64 copy alone is 2.4 GB
         if dimension > min(x.shape):
             raise UsageError(f"--dimension {dimension}: PCA needs at most min(images, pixels) = {min(x.shape)}")
         # An exact solver: sklearn's default ("auto") picks the randomized one for inputs above 500 x 500,

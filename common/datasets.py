@@ -166,6 +166,9 @@ def ensure_cached(name: str, *, cache_dir: str | os.PathLike | None = None, sour
     folder = cache_root(cache_dir) / spec.folder
     if is_cached(name, folder):
         log.info("%s: found in the cache %s", name, folder)
+        if source is not None:
+            log.warning("%s: --source %s not used, the cache is complete (delete %s to rebuild it from the source)",
+                        name, source, folder)
     elif source is not None:
         from common.data_sources import import_source
 
