@@ -28,6 +28,11 @@ def display_config(cfg: DictConfig) -> None:
     logger.info("=" * 40 + "\n")
 
 
+def build_config(cfg: DictConfig) -> dict:
+    """The resolved config as plain containers (what the library functions take)."""
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
 def output_dir() -> Path:
     """Hydra's output folder of this job (the original writes into the cwd, which Hydra set to it)."""
     from hydra.core.hydra_config import HydraConfig

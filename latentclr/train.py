@@ -18,12 +18,14 @@ import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from common.errors import exit_on_usage_error  # noqa: E402
-from latentclr.cli import display_config, output_dir, select_device  # noqa: E402
+from latentclr.cli import build_config, display_config, output_dir, select_device  # noqa: E402
+from latentclr.generators.locate import preflight  # noqa: E402
 
 
 @exit_on_usage_error
 def main(cfg: DictConfig) -> None:
     display_config(cfg)
+    preflight(build_config(cfg))
     select_device(cfg)
     from latentclr import trainer
 

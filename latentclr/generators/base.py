@@ -16,33 +16,15 @@ with the directions. The trainer only needs five things from it:
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import tensorflow as tf
 
 from common.errors import UsageError
 
-#: Where the original looks for downloaded weights: $GANCONTROL_CHECKPOINT_DIR, else a folder beside the code.
-CHECKPOINT_ENV = "GANCONTROL_CHECKPOINT_DIR"
-
-
-def checkpoint_root() -> Path:
-    """``$GANCONTROL_CHECKPOINT_DIR`` or ``latentclr/generators/checkpoints`` (the original's default)."""
-    return Path(os.environ.get(CHECKPOINT_ENV, Path(__file__).resolve().parent / "checkpoints"))
-
 
 def draw_seed() -> int:
     """A seed from NumPy's global RNG, as the original's samplers draw it."""
     return int(np.random.randint(np.iinfo(np.int32).max))
-
-
-def missing_weights(path: Path, what: str, url: str | None) -> UsageError:
-    """The one-line error for absent pre-trained weights: the file expected and where to get it."""
-    where = f"download {url} to {path}" if url else f"put the file at {path}"
-    return UsageError(f"{what} weights not found: {path}; {where} (or set ${CHECKPOINT_ENV} to the folder holding "
-                      "them)")
 
 
 class Generator:

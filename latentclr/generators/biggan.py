@@ -20,18 +20,17 @@ from __future__ import annotations
 import json
 import math
 import re
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 from common.errors import UsageError
 from latentclr.generators import imagenet
-from latentclr.generators.base import Generator, checkpoint_root, draw_seed, missing_weights
+from latentclr.generators.base import Generator, draw_seed
+from latentclr.generators.locate import biggan_weights
 from latentclr.generators.ops import SNConv2d, SNLinear, TorchModule, nearest_upsample
 
-WEIGHTS_NAME, CONFIG_NAME = "pytorch_model.bin", "config.json"
-ARCHIVE = "https://s3.amazonaws.com/models.huggingface.co/biggan"
+CONFIG_NAME = "config.json"
 
 # (upsample?, in multiplier, out multiplier) per GenBlock. 128: the package's default config. 256 / 512:
 # BigGAN-deep's architecture table (two blocks per resolution, channels drop in the upsampling block);
@@ -295,14 +294,8 @@ class BigGANGenerator(Generator):
 
 
 def _find_weights(name: str, resolution, weights: str | None):
-    """(config fields, weights file) of ``biggan-deep-<res>``; a missing file is a one-line UsageError."""
-    if resolution is None or int(resolution) not in CONFIGS:
-        raise UsageError(f"generator.resolution must be one of {sorted(CONFIGS)}, got {resolution}")
-    folder = checkpoint_root() / name
-    candidates = [Path(weights)] if weights else [folder / WEIGHTS_NAME, folder / "pytorch_model.npz"]
-    found = next((p for p in candidates if p.is_file()), None)
-    if found is None:
-        raise missing_weights(candidates[0], f"BigGAN ({name})", f"{ARCHIVE}/{name}-pytorch_model.bin")
+    """(config fields from the config.json beside the weights, weights file); missing: a UsageError."""
+    found = biggan_weights(resolution, weights)
     config = {}
     config_file = found.parent / CONFIG_NAME
     if config_file.is_file():

@@ -15,23 +15,17 @@ Channels nf(stage) = min(fmap_base / 2^stage, fmap_max): 512 up to 32 px, then 2
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 from common.errors import UsageError
-from latentclr.generators.base import Generator, checkpoint_root, draw_seed, missing_weights
+from latentclr.generators.base import Generator, draw_seed
+from latentclr.generators.locate import STYLEGAN_RESOLUTIONS as RESOLUTIONS
+from latentclr.generators.locate import stylegan_weights
 from latentclr.generators.ops import TorchModule, nearest_upsample
 from latentclr.generators.weights import read_state_dict
 
-RESOLUTIONS = {"ffhq": 1024, "celebahq": 1024, "bedrooms": 256, "cars": 512, "cats": 256, "vases": 1024,
-               "wikiart": 512, "fireworks": 512, "abstract": 512, "anime": 512, "ukiyo-e": 512}
-TORCH_URLS = {
-    "celebahq": "1lGcRwNoXy_uwXkD6sy43aAa-rMHRR7Ad", "bedrooms": "1r0_s83-XK2dKlyY3WjNYsfZ5-fnH8QgI",
-    "ffhq": "1GcxTcLDPYxQqcQjeHpLUutGzwOlXXcks", "cars": "1aaUXHRHjQ9ww91x4mtPZD0w50fsIkXWt",
-    "cats": "1JzA5iiS3qPrztVofQAjbb0N4xKdjOOyV", "wikiart": "1fN3noa7Rsl9slrDXsgZVDsYFxV0O08Vx",
-}
 N_LATENT = 18  # the original always reports 18 layers, even for 256 / 512 px models
 SQRT2 = math.sqrt(2.0)
 
@@ -225,7 +219,7 @@ class StyleGANGenerator(Generator):
                                  f"{', '.join(RESOLUTIONS)}")
             resolution = RESOLUTIONS[self.class_name]
         self.resolution = int(resolution)
-        path = None if random_init else _find_weights(self.class_name, self.resolution, weights)
+        path = None if random_init else stylegan_weights(self.class_name, self.resolution, weights)
         self.model = StyleGANModel(self.resolution, dlatent_size, fmap_base, fmap_max, mapping_layers, fused_min,
                                    name="stylegan")
         if path is not None:
@@ -274,17 +268,3 @@ class StyleGANGenerator(Generator):
             out = block(pair, noise=self.noise[i]) if i == 0 else block(out, latents=pair, noise=self.noise[i])
         return 0.5 * (self.model.torgb(out) + 1.0)
 
-
-def _find_weights(class_name: str, resolution: int, weights: str | None) -> Path:
-    folder = checkpoint_root() / "stylegan"
-    stem = f"stylegan_{class_name}_{resolution}"
-    candidates = [Path(weights)] if weights else [folder / f"{stem}.pt", folder / f"{stem}.npz"]
-    found = next((p for p in candidates if p.is_file()), None)
-    if found is None:
-        if class_name in TORCH_URLS:
-            url = f"https://drive.google.com/uc?export=download&id={TORCH_URLS[class_name]}"
-            raise missing_weights(candidates[0], f"StyleGAN ({class_name}, {resolution} px)", url)
-        raise UsageError(f"StyleGAN ({class_name}) weights not found: {candidates[0]}; this class is published as a "
-                         "TensorFlow pickle - convert it with the original repository's export_from_tf (TensorFlow 1) "
-                         "and put the .pt there")
-    return found

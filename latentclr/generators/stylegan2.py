@@ -19,27 +19,19 @@ from __future__ import annotations
 import logging
 import math
 import random
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 from common.errors import UsageError
-from latentclr.generators.base import Generator, checkpoint_root, draw_seed, missing_weights
+from latentclr.generators.base import Generator, draw_seed
+from latentclr.generators.locate import STYLEGAN2_RESOLUTIONS as RESOLUTIONS
+from latentclr.generators.locate import stylegan2_weights
 from latentclr.generators.ops import TorchModule, upfirdn2d
 from latentclr.generators.weights import read_checkpoint, sub_state
 
 log = logging.getLogger(__name__)
 
-#: class -> resolution of the checkpoints the original downloads (GANSpace's conversions)
-RESOLUTIONS = {"ffhq": 1024, "car": 512, "cat": 256, "church": 256, "horse": 256,
-               "bedrooms": 256, "kitchen": 256, "places": 256}
-URLS = {
-    "horse": "18SkqWAkgt0fIwDEf2pqeaenNi4OoCo-0", "ffhq": "1FJRwzAkV-XWbxgTwxEmEACvuqF5DsBiV",
-    "church": "1HFM694112b_im01JT7wop0faftw9ty5g", "car": "1iRoWclWVbDBAy5iXYZrQnKYSbZUqXI6y",
-    "cat": "15vJP8GDr0FlRYpE8gD7CdeEz2mXrQMgN", "places": "1X8-wIH3aYKjgDZt4KMOtQzN1m4AlCVhm",
-    "bedrooms": "1nZTW7mjazs-qPhkmbsOLLA_6qws-eNQu", "kitchen": "15dCpnZ1YLAnETAPB0FGmXwdBclbwMEkZ",
-}
 BLUR_KERNEL = (1, 3, 3, 1)
 SQRT2 = math.sqrt(2.0)
 
@@ -244,7 +236,7 @@ class StyleGAN2Generator(Generator):
         self.resolution = int(resolution)
         path = None
         if not random_init:
-            path = _find_weights(self.class_name, self.resolution, weights)
+            path = stylegan2_weights(self.class_name, self.resolution, weights)
         self.model = StyleGAN2Model(self.resolution, style_dim, n_mlp, channel_multiplier, channels=channels,
                                     name="stylegan2")
         self.latent_dim = int(style_dim)
@@ -338,13 +330,3 @@ class StyleGAN2Generator(Generator):
         image = self._synthesis(self._latent(styles), None)
         return 0.5 * (image + 1.0)
 
-
-def _find_weights(class_name: str, resolution: int, weights: str | None) -> Path:
-    folder = checkpoint_root() / "stylegan2"
-    stem = f"stylegan2_{class_name}_{resolution}"
-    candidates = [Path(weights)] if weights else [folder / f"{stem}.pt", folder / f"{stem}.npz"]
-    found = next((p for p in candidates if p.is_file()), None)
-    if found is None:
-        url = f"https://drive.google.com/uc?export=download&id={URLS[class_name]}" if class_name in URLS else None
-        raise missing_weights(candidates[0], f"StyleGAN2 ({class_name}, {resolution} px)", url)
-    return found
