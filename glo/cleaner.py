@@ -25,12 +25,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     import h5py
 
+    from common.data_glo import find_h5_file
     from glo.codes import clean_updates
-    from glo.data import data_file, dataset_folder
+    from glo.data import dataset_folder
 
     for name in args.datasets:
-        _, folder = dataset_folder(name, flag="--datasets")
-        path = data_file(folder, flag="--datasets")
+        path = find_h5_file(dataset_folder(name, flag="--datasets"))
         try:
             with h5py.File(path, "r+", locking=False) as handle:
                 removed = clean_updates(handle)

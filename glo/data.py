@@ -4,6 +4,8 @@ A dataset is a folder holding an HDF5 file (``data.hdf5``, or ``data.hy`` as the
 one group per id (``image`` uint8 [h, w, c], ``code`` [d], and after training ``update`` float32 [d]) and
 ``id.txt`` listing the ids. ``--dataset`` names one of the built-in folders (``MNIST`` -> ``datasets/mnist``,
 made by ``download.py``) or is a path to such a folder (the README's "your own dataset", no code edit needed).
+Finding the folder, the id list and the split are :mod:`common.data_glo`'s; this module adds the trainer's
+file handle (codes are written through it), an image cache, the CIFAR-10 orientation fix and the batch order.
 """
 
 from __future__ import annotations
@@ -14,20 +16,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from common import data_glo
 from common.errors import UsageError
 from glo import codes as code_store
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DATA_FILES = ("data.hdf5", "data.hy")  # the code's name first, then the README's (spec §8 #13)
-ID_FILE = "id.txt"
-SPLIT_SEED = 123  # the dataset modules' module-level RandomState(123)
-
-# name -> (folder under datasets/, official train count, official total)
-NAMED = {
-    "MNIST": ("mnist", 60000, 70000),
-    "SVHN": ("svhn", 73257, 99289),
-    "CIFAR10": ("cifar10", 50000, 60000),
-}
+NAMED = tuple(data_glo.GLO_SPLITS)  # MNIST, SVHN, CIFAR10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,95 +32,46 @@ class DatasetInfo:
         label: ``MNIST`` / ``SVHN`` / ``CIFAR10``, or the folder's base name (used in run-folder names).
         named: the built-in name, or None for a folder given by path.
         path: the HDF5 file.
-        ids: every id in the ``RandomState(123)`` shuffle of the ``id.txt`` order.
-        num_train: the first ``num_train`` shuffled ids are the train split, the rest the test split.
+        train_ids, test_ids: the ``RandomState(123)`` shuffle of the ``id.txt`` order, cut at the train size.
     """
 
     label: str
     named: str | None
     path: Path
-    ids: tuple[str, ...]
-    num_train: int
-
-    @property
-    def train_ids(self) -> tuple[str, ...]:
-        return self.ids[: self.num_train]
-
-    @property
-    def test_ids(self) -> tuple[str, ...]:
-        return self.ids[self.num_train :]
+    train_ids: tuple[str, ...]
+    test_ids: tuple[str, ...]
 
 
-def dataset_folder(dataset: str, flag: str = "--dataset") -> tuple[str | None, Path]:
-    """Resolve ``--dataset``: a built-in name -> ``datasets/<name>`` (current folder first, then the repository
-    root, so scripts work from the root and from ``glo/``), anything else -> a folder path."""
-    if dataset in NAMED:
-        sub = Path("datasets") / NAMED[dataset][0]
-        for base in (Path.cwd(), REPO_ROOT):
-            if (base / sub).is_dir():
-                return dataset, base / sub
-        raise UsageError(
-            f"{flag} {dataset}: no folder {sub} here or in {REPO_ROOT}; build it with "
-            f"`python download.py --datasets {dataset}`"
-        )
-    folder = Path(dataset).expanduser()
-    if not folder.is_dir():
-        raise UsageError(
-            f"{flag} {dataset}: expected MNIST, SVHN, CIFAR10 or a folder holding data.hdf5 (or data.hy) and id.txt"
-        )
-    return None, folder
-
-
-def data_file(folder: Path, flag: str = "--dataset") -> Path:
-    """``data.hdf5``, else ``data.hy``, inside ``folder``."""
-    for name in DATA_FILES:
-        if (folder / name).is_file():
-            return folder / name
-    raise UsageError(f"{flag}: {folder} holds neither data.hdf5 nor data.hy")
-
-
-def read_ids(folder: Path) -> list[str]:
-    """The ids of ``id.txt`` in file order, each line stripped (blank lines skipped)."""
-    path = folder / ID_FILE
-    if not path.is_file():
-        raise UsageError(f"--dataset: {path} is missing (one id per line, naming the groups of the HDF5 file)")
-    ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    if not ids:
-        raise UsageError(f"--dataset: {path} lists no ids")
-    return ids
-
-
-def shuffled_ids(ids: list[str]) -> list[str]:
-    """The original's split order: ``np.random.RandomState(123).shuffle`` of the id strings."""
-    ids = list(ids)
-    np.random.RandomState(SPLIT_SEED).shuffle(ids)
-    return ids
-
-
-def default_num_train(named: str | None, total: int) -> int:
-    """Size of the train split (spec §6.4).
-
-    Built-in datasets use the original's constant (60000 / 73257 / 50000); a smaller file (a test fixture)
-    keeps the same proportion. Folder datasets use 90%, keeping at least one test id when there are two ids.
-    """
-    if named is not None:
-        constant, official = NAMED[named][1], NAMED[named][2]
-        return constant if total > constant else (total * constant) // official
-    num = int(0.9 * total)
-    return min(num, total - 1) if total >= 2 else total
+def dataset_folder(dataset: str, flag: str = "--dataset") -> Path:
+    """Resolve ``--dataset`` with :func:`common.data_glo.resolve_glo_dir` (``MNIST`` -> ``datasets/mnist``, a
+    folder path, or a name under ``datasets/``), looking in the working directory first and then in the
+    repository root, so the scripts work from the root and from inside ``glo/``."""
+    try:
+        return data_glo.resolve_glo_dir(dataset, "datasets")
+    except UsageError as first:
+        if Path(dataset).is_absolute() or Path.cwd().resolve() == REPO_ROOT:
+            raise UsageError(str(first).replace("--dataset", flag, 1)) from None
+        try:
+            return data_glo.resolve_glo_dir(dataset, REPO_ROOT / "datasets")
+        except UsageError:
+            raise UsageError(str(first).replace("--dataset", flag, 1)) from None
 
 
 def describe(dataset: str, num_train: int | None = None) -> DatasetInfo:
-    """Find the dataset and compute its split; ``num_train`` overrides the default size."""
-    named, folder = dataset_folder(dataset)
-    path = data_file(folder)
-    ids = shuffled_ids(read_ids(folder))
+    """Find the dataset and compute its split; ``num_train`` overrides the default size (spec §6.4)."""
+    folder = dataset_folder(dataset)
+    path = data_glo.find_h5_file(folder)
+    ids = data_glo.read_ids(folder)
+    if not ids:
+        raise UsageError(f"--dataset: {folder / 'id.txt'} lists no ids")
+    named = dataset if dataset in NAMED else None
     if num_train is None:
-        num_train = default_num_train(named, len(ids))
+        num_train = data_glo.default_num_train(named or "", len(ids))
     if not 1 <= num_train <= len(ids):
         raise UsageError(f"--num_train {num_train}: expected 1..{len(ids)} (the dataset has {len(ids)} ids)")
+    train_ids, test_ids = data_glo.split_ids(ids, num_train)
     label = named if named is not None else folder.resolve().name
-    return DatasetInfo(label=label, named=named, path=path, ids=tuple(ids), num_train=num_train)
+    return DatasetInfo(label=label, named=named, path=path, train_ids=tuple(train_ids), test_ids=tuple(test_ids))
 
 
 class DataFile:

@@ -128,7 +128,7 @@ def make_train_step(state: TrainState, *, alpha: float, loss_fn, update_mode: st
                 "clipped_gradient_norm": tf.minimum(norm, CLIP_NORM), "global_step": optimizer.iterations,
                 "x_hat": x_hat}
 
-    return tf.function(step, jit_compile=jit_compile)
+    return tf.function(step, jit_compile=jit_compile, autograph=False)
 
 
 class _Saver:
@@ -181,6 +181,14 @@ def run(cfg: TrainConfig) -> Path:
     info = glo_data.describe(cfg.dataset, cfg.num_train)
     source = glo_data.DataFile(info, writable=True, upright_cifar=cfg.fix_cifar_transpose,
                                cache_images=not cfg.no_image_cache)
+    try:
+        return _train(cfg, source)
+    finally:
+        source.close()
+
+
+def _train(cfg: TrainConfig, source: glo_data.DataFile) -> Path:
+    info = source.info
     run_dir = TRAIN_ROOT / train_run_name(cfg, info.label)
     if cfg.run_name is None and run_dir.exists():
         raise UsageError(f"{run_dir} already exists (a run started in the same second); use another --prefix")
@@ -189,36 +197,26 @@ def run(cfg: TrainConfig) -> Path:
 
     log.info("Reading the codes of %d training ids from %s", len(info.train_ids), info.path)
     store = CodeStore(source.file, info.train_ids)
-    generator = build_generator(source.latent_dim, source.image_shape, info.named)
-    log.info("Generator variables:\n%s", parameter_table(generator))
-    optimizer = make_optimizer(cfg)
-    optimizer.build(generator.trainable_variables)
-    seed = cfg.seed if cfg.seed is not None else secrets.randbits(62)
-    state = TrainState(generator, optimizer, store.make_table(), tf.Variable(0, dtype=tf.int64, name="loop_step"),
-                       tf.Variable(seed, dtype=tf.int64, name="stream_seed"))
+    state = build_state(cfg, source, store)
+    log.info("Generator variables:\n%s", parameter_table(state.generator))
     checkpoints = Checkpoints(run_dir, max_to_keep=cfg.max_to_keep, prefix="model", **state.trackables())
-
     start = 0
     if resuming and checkpoints.latest:
         checkpoints.restore_latest()
         start = int(state.loop_step.numpy())
-        log.info("Resuming %s at iteration %d (global step %d)", checkpoints.latest, start,
-                 int(optimizer.iterations.numpy()))
+        log.info("Resuming %s at iteration %d (global step %d)", checkpoints.latest, start, _global_step(state))
     elif cfg.checkpoint:
         _warm_start(cfg.checkpoint, state)
-        log.info("Checkpoint %s loaded: global step %d", cfg.checkpoint, int(optimizer.iterations.numpy()))
+        log.info("Checkpoint %s loaded: global step %d", cfg.checkpoint, _global_step(state))
     touched = store.sync(state.codes)  # the file now holds exactly the table's codes
     if touched:
         log.info("Dataset file re-synchronised with the checkpoint's codes (%d ids)", touched)
 
-    loss_fn = get_loss(cfg.loss, cfg.lap_levels)
-    step = make_train_step(state, alpha=cfg.alpha, loss_fn=loss_fn, update_mode=cfg.code_update_mode,
-                           jit_compile=cfg.jit_compile)
+    step = make_train_step(state, alpha=cfg.alpha, loss_fn=get_loss(cfg.loss, cfg.lap_levels),
+                           update_mode=cfg.code_update_mode, jit_compile=cfg.jit_compile)
     stream = glo_data.BatchStream(len(info.train_ids), cfg.batch_size, int(state.stream_seed.numpy()))
     train_ids = np.asarray(info.train_ids)
-    logbook = Logbook(run_dir)
     last: dict = {}
-    totals: dict[str, float] = {}
 
     def step_fn(i):
         positions = stream.positions(i)
@@ -228,61 +226,94 @@ def run(cfg: TrainConfig) -> Path:
         last["x_hat"], last["x"] = out.pop("x_hat"), images
         out = {k: float(v) for k, v in out.items()}
         out["sec_per_batch"] = time.perf_counter() - began
-        for key in ("loss", "g_update", "z_update"):
-            totals[key] = totals.get(key, 0.0) + out[key]
-        totals["count"] = totals.get("count", 0.0) + 1
         return out
 
-    def log_line(done, out):
+    logbook = Logbook(run_dir)
+    saver = _Saver(checkpoints, store, state)
+    hooks = _Hooks(cfg, run_dir, source, state, saver, logbook, last)
+    try:
+        train_loop(step_fn, start=start, total=cfg.max_steps, checkpoints=saver, save_every=cfg.max_steps + 1,
+                   hooks=hooks.schedule(), progress_text=lambda out: f"loss {out['loss']:.4f}", desc=info.label,
+                   show_progress=not cfg.no_progress)
+    finally:
+        logbook.close()
+    log.log(INFOV, "Training finished: %s (global step %d)", run_dir, _global_step(state))
+    return run_dir
+
+
+def build_state(cfg: TrainConfig, source: glo_data.DataFile, store: CodeStore) -> TrainState:
+    """Fresh generator, built Adam, the code table as the file holds it, loop counter 0, a stream seed."""
+    generator = build_generator(source.latent_dim, source.image_shape, source.info.named)
+    optimizer = make_optimizer(cfg)
+    optimizer.build(generator.trainable_variables)  # slots exist before a checkpoint is restored into them
+    seed = cfg.seed if cfg.seed is not None else secrets.randbits(62)
+    return TrainState(generator, optimizer, store.make_table(), tf.Variable(0, dtype=tf.int64, name="loop_step"),
+                      tf.Variable(seed, dtype=tf.int64, name="stream_seed"))
+
+
+def _global_step(state: TrainState) -> int:
+    return int(state.optimizer.iterations.numpy())
+
+
+class _Hooks:
+    """What happens between iterations, on the original's cadence (loop counter s = finished - 1):
+    console line (s % log_step == 0), summaries (every step by default), checkpoint + dump + metrics record
+    (s % output_save_step == 0), and the optional reconstruction evaluation (``--eval_step``)."""
+
+    def __init__(self, cfg, run_dir, source, state, saver, logbook, last):
+        self.cfg, self.run_dir, self.source, self.state = cfg, run_dir, source, state
+        self.saver, self.logbook, self.last = saver, logbook, last
+        self.totals: dict[str, float] = {}
+
+    def schedule(self) -> list[Every]:
+        cfg = self.cfg
+        return [Every(1, self.accumulate), Every(cfg.summary_step, self.summaries, offset=1),
+                Every(cfg.log_step, self.log_line, offset=1), Every(cfg.output_save_step, self.save, offset=1),
+                Every(cfg.eval_step, self.evaluate, offset=1)]
+
+    def accumulate(self, done, out):
+        for key in ("loss", "g_update", "z_update"):
+            self.totals[key] = self.totals.get(key, 0.0) + out[key]
+        self.totals["count"] = self.totals.get("count", 0.0) + 1
+
+    def log_line(self, done, out):
         sec = out["sec_per_batch"]
         log.info(" [train step %4d] Loss: %.5f G update: %.5f Z update: %.5f (%.3f sec/batch, %.3f instances/sec) ",
                  int(out["global_step"]), out["loss"], out["g_update"], out["z_update"], sec,
-                 cfg.batch_size / max(sec, 1e-9))
+                 self.cfg.batch_size / max(sec, 1e-9))
 
-    def summaries(done, out):
-        g = int(out["global_step"])
+    def summaries(self, done, out):
         scalars = {"loss/loss": out["loss"], "g_optimizer_loss/loss": out["loss"],
                    "g_optimizer_loss/global_norm/gradient_norm": out["gradient_norm"],
                    "g_optimizer_loss/global_norm/clipped_gradient_norm": out["clipped_gradient_norm"]}
         if out.get("time/steps_per_sec"):
             scalars["global_step/sec"] = out["time/steps_per_sec"]
-        logbook.scalars(g, scalars)
-        logbook.images(g, {"img/reconstructed": tf1_image_scale(last["x_hat"].numpy()[:MAX_SUMMARY_IMAGES]),
-                           "img/real": tf1_image_scale(last["x"][:MAX_SUMMARY_IMAGES])},
-                       max_outputs=MAX_SUMMARY_IMAGES)
-
-    saver = _Saver(checkpoints, store, state)
-
-    def save(done, out):
-        s, g = done - 1, int(out["global_step"])
-        saver.save(done)
-        log.info("Saved checkpoint at %d", s)
-        if cfg.dump_result:
-            _write_dump(run_dir / f"dump_result_{s}.hdf5", last["x_hat"].numpy())
-        if totals.get("count"):
-            count = totals.pop("count")
-            logbook.record(g, {f"train/{k}": v / count for k, v in totals.items()})
-            totals.clear()
-
-    def evaluate(done, out):
         g = int(out["global_step"])
-        rng = np.random.default_rng([int(state.stream_seed.numpy()), g])
+        self.logbook.scalars(g, scalars)
+        # TF1 rescaled image summaries itself (each image to [0, 255]); tf1_image_scale applies the same rule.
+        self.logbook.images(g, {"img/reconstructed": tf1_image_scale(self.last["x_hat"].numpy()[:MAX_SUMMARY_IMAGES]),
+                                "img/real": tf1_image_scale(self.last["x"][:MAX_SUMMARY_IMAGES])},
+                            max_outputs=MAX_SUMMARY_IMAGES)
+
+    def save(self, done, out):
+        s, g = done - 1, int(out["global_step"])
+        self.saver.save(done)
+        log.info("Saved checkpoint at %d", s)
+        if self.cfg.dump_result:
+            _write_dump(self.run_dir / f"dump_result_{s}.hdf5", self.last["x_hat"].numpy())
+        count = self.totals.pop("count", 0)
+        if count:
+            self.logbook.record(g, {f"train/{k}": v / count for k, v in self.totals.items()})
+        self.totals.clear()
+
+    def evaluate(self, done, out):
+        g, info = int(out["global_step"]), self.source.info
+        rng = np.random.default_rng([int(self.state.stream_seed.numpy()), g])
         record = {}
         for split, ids in (("train", info.train_ids), ("test", info.test_ids)):
             if ids:
-                errors = reconstruction_errors(generator, source, ids, cfg.batch_size, cfg.eval_batches, rng)
+                errors = reconstruction_errors(self.state.generator, self.source, ids, self.cfg.batch_size,
+                                               self.cfg.eval_batches, rng)
                 record.update({f"eval/{split}_{k}": v for k, v in errors.items()})
-        logbook.scalars(g, record)
-        logbook.record(g, record)
-
-    hooks = [Every(cfg.summary_step, summaries, offset=1), Every(cfg.log_step, log_line, offset=1),
-             Every(cfg.output_save_step, save, offset=1), Every(cfg.eval_step, evaluate, offset=1)]
-    try:
-        train_loop(step_fn, start=start, total=cfg.max_steps, checkpoints=saver, save_every=cfg.max_steps + 1,
-                   hooks=hooks, progress_text=lambda out: f"loss {out['loss']:.4f}", desc=info.label,
-                   show_progress=not cfg.no_progress)
-    finally:
-        logbook.close()
-        source.close()
-    log.log(INFOV, "Training finished: %s (global step %d)", run_dir, int(optimizer.iterations.numpy()))
-    return run_dir
+        self.logbook.scalars(g, record)
+        self.logbook.record(g, record)
