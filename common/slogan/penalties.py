@@ -1,6 +1,7 @@
 """The CIFAR-2 critic objective: WGAN loss plus a Lipschitz penalty (gp, lp or alp), spec §1.4.
 
-``critic`` arguments are callables ``x [N, H, W, C] -> [N, 1]`` (the discriminator). The penalties take a
+``critic`` arguments are callables ``x [N, H, W, C] -> [N, 1]`` (the discriminator). The WGAN loss itself is
+:func:`common.slogan.losses.wasserstein_discriminator_loss`. The penalties take a
 ``reduce_fn`` over the per-image terms [N] (``mean``, ``sum`` or ``max`` of ``--reduce_fn``); under a
 ``tf.distribute`` strategy the train step passes a reduction over the whole global batch. Every random
 quantity (interpolation weights, ALP radii and probe directions) is an argument so that tests can fix it.
@@ -10,19 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
 import tensorflow as tf
+
+from common.slogan.losses import dual_norm_order, interpolate_gradient_norms
 
 Critic = Callable[[tf.Tensor], tf.Tensor]
 Reduce = Callable[[tf.Tensor], tf.Tensor]
 
-REDUCE_FNS: dict[str, Reduce] = {"mean": tf.reduce_mean, "sum": tf.reduce_sum, "max": tf.reduce_max}
 REGULARIZERS = ("gp", "lp", "alp")
-
-
-def dual_order(p: float) -> float:
-    """q = p/(p-1), the dual norm order of ``--p`` (inf for p = 1); gradient norms use it."""
-    return np.inf if p == 1 else 1.0 / (1.0 - 1.0 / p)
 
 
 def flat_norm(x: tf.Tensor, order: float) -> tf.Tensor:
@@ -34,19 +30,6 @@ def unit_directions(v: tf.Tensor) -> tf.Tensor:
     """v / max(‖v‖₂, 1e-10) per example (norm over all pixels), as the original's ``normalize``."""
     norm = flat_norm(v, 2)
     return v / tf.maximum(tf.reshape(norm, [-1] + [1] * (v.shape.rank - 1)), 1e-10)
-
-
-def wgan_critic_loss(d_real: tf.Tensor, d_fake: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """WGAN critic loss −(mean D(x_r) − mean D(x_g)).
-
-    Args:
-        d_real: [N, 1] critic values of real images.
-        d_fake: [M, 1] critic values of generated images.
-    Returns:
-        ``(loss, wasserstein)``, both scalars, loss = −wasserstein.
-    """
-    wasserstein = tf.reduce_mean(d_real) - tf.reduce_mean(d_fake)
-    return -wasserstein, wasserstein
 
 
 def interpolates(x_real: tf.Tensor, x_fake: tf.Tensor, eps: tf.Tensor) -> tf.Tensor:
@@ -84,12 +67,14 @@ def gradient_penalty(
         x_real, x_fake: [N, H, W, C].
         eps: [N] interpolation weights ~ U[0, 1].
         one_sided: True for ``lp``, False for ``gp``.
+        reduce_fn: reduction of the per-image terms [N] (the train step passes one over the global batch).
     Returns:
         ``(penalty, gradients)``: a scalar and the [N, H, W, C] input gradients. The penalty is
         differentiable w.r.t. the critic's weights (double back-propagation).
     """
-    gradients = critic_input_gradients(critic, interpolates(x_real, x_fake, eps))
-    excess = flat_norm(gradients, dual_order(p)) - lipschitz
+    norms, gradients = interpolate_gradient_norms(
+        critic, x_real, x_fake, tf.reshape(eps, [-1, 1, 1, 1]), dual_norm_order(p))
+    excess = norms[:, 0] - lipschitz
     if one_sided:
         excess = tf.maximum(excess, 0.0)
     return lambda_lp * reduce_fn(tf.square(excess)), gradients
@@ -101,6 +86,7 @@ def adversarial_lipschitz_penalty(
     eps: tf.Tensor,
     direction: tf.Tensor,
     *,
+    d_x: tf.Tensor | None = None,
     xi: float = 10.0,
     ip: int = 1,
     lambda_lp: float = 10.0,
@@ -119,11 +105,13 @@ def adversarial_lipschitz_penalty(
         x: [N, H, W, C] real and generated images concatenated (N = 2·batch in the original).
         eps: [N] radii ~ U[eps_min, eps_max].
         direction: [N, H, W, C] initial probe ~ U[−0.5, 0.5).
+        d_x: D(X) [N, 1] when the caller has it already (the critic has no batch coupling, so the WGAN
+            loss's D(x_r), D(G(z)) concatenated are the same values); computed here when None.
     Returns:
         ``(penalty, parts)`` with parts ``ratio`` [N] (Δy/Δx), ``delta_x`` [N], ``delta_y`` [N].
     """
     x = tf.stop_gradient(x)
-    d_x = critic(x)
+    d_x = critic(x) if d_x is None else d_x
     v = unit_directions(direction)
     for _ in range(ip):
         with tf.GradientTape() as tape:

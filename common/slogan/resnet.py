@@ -24,21 +24,38 @@ from common.slogan.layers import TF1BatchNorm
 CHANNELS = 128
 
 
-class CrossReplicaBatchNorm(TF1BatchNorm):
-    """:class:`TF1BatchNorm` whose batch statistics span every replica of a ``tf.distribute`` strategy.
+class GeneratorBatchNorm(TF1BatchNorm):
+    """:class:`TF1BatchNorm` computed the way the original's runs did, for 4-D feature maps.
 
-    The original trains on one GPU, so BatchNorm sees the whole batch of 128 (or 64) generated images. With
-    several replicas each holds a shard; summing the per-replica moments (an all-reduce, differentiable)
-    keeps the forward pass, the gradients and the moving-statistics update equal to the one-device step.
-    On one device it is exactly :class:`TF1BatchNorm`.
+    - One device, training mode: TF's fused batch-norm kernel, the op the original's
+      ``tf.contrib.layers.batch_norm(fused)`` ran. It returns the biased-variance normalisation and the
+      Bessel-corrected batch variance for the moving average, and it is a single op (with a single gradient
+      op), which keeps the traced train step small.
+    - Several replicas (``tf.distribute``): the original trained on one GPU, so BatchNorm saw the whole
+      batch; the per-replica sums are all-reduced (differentiable), which keeps the forward pass, the
+      gradients and the moving-statistics update equal to the one-device step.
+    - Inference mode, or other ranks: exactly :class:`TF1BatchNorm`.
     """
 
     def call(self, x, training=False, update_stats=False):
-        context = tf.distribute.get_replica_context()
-        if not training or context is None or context.num_replicas_in_sync == 1:
+        if not training or len(x.shape) != 4:
             return super().call(x, training=training, update_stats=update_stats)
-        x = tf.convert_to_tensor(x)
-        axes = list(range(len(x.shape) - 1))
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return self._fused(x, update_stats)
+        return self._cross_replica(x, context, update_stats)
+
+    def _fused(self, x, update_stats):
+        empty = tf.zeros([0], x.dtype)
+        y, mean, unbiased_variance = tf.raw_ops.FusedBatchNormV3(
+            x=x, scale=self.gamma, offset=self.beta, mean=empty, variance=empty, epsilon=self.epsilon,
+            exponential_avg_factor=1.0, data_format="NHWC", is_training=True)[:3]
+        if update_stats:
+            self._update_moving_statistics(mean, unbiased_variance)
+        return y
+
+    def _cross_replica(self, x, context, update_stats):
+        axes = [0, 1, 2]
         total = tf.distribute.ReduceOp.SUM
         count = context.all_reduce(total, tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), x.dtype))
         mean = context.all_reduce(total, tf.reduce_sum(x, axes)) / count
@@ -47,6 +64,16 @@ class CrossReplicaBatchNorm(TF1BatchNorm):
         if update_stats:
             self._update_moving_statistics(mean, variance * count / tf.maximum(count - 1.0, 1.0))
         return (x - mean) * (tf.math.rsqrt(variance + self.epsilon) * self.gamma) + self.beta
+
+
+def upsample(x: tf.Tensor) -> tf.Tensor:
+    """Nearest-neighbour ×2 upsampling as the original: 4 channel-wise copies, then depth-to-space."""
+    return tf.nn.depth_to_space(tf.concat([x, x, x, x], axis=-1), 2)
+
+
+def pool(x: tf.Tensor) -> tf.Tensor:
+    """2×2 mean pooling with stride 2 (the original's mean of the four strided slices)."""
+    return tf.nn.avg_pool2d(x, 2, 2, "VALID")
 
 
 class _Names:
@@ -91,24 +118,23 @@ class Generator(keras.Model):
         self.blocks = []
         for _ in range(3):  # Up blocks: 4 -> 8 -> 16 -> 32
             # Creation order of the original: BN, conv 3×3, BN, conv 3×3, then the 1×1 shortcut.
-            bn1 = CrossReplicaBatchNorm(name=names("BatchNorm"))
+            bn1 = GeneratorBatchNorm(name=names("BatchNorm"))
             conv1 = _conv(names, channels, 3, he=True)
-            bn2 = CrossReplicaBatchNorm(name=names("BatchNorm"))
+            bn2 = GeneratorBatchNorm(name=names("BatchNorm"))
             conv2 = _conv(names, channels, 3, he=True)
             shortcut = _conv(names, channels, 1, he=False)
             self.blocks.append((bn1, conv1, bn2, conv2, shortcut))
-        self.bn_out = CrossReplicaBatchNorm(name=names("BatchNorm"))
+        self.bn_out = GeneratorBatchNorm(name=names("BatchNorm"))
         self.conv_out = _conv(names, 3, 3, he=False)
-        self.upsample = keras.layers.UpSampling2D(2, interpolation="nearest")
 
     def stages(self, z, training=False, update_stats=False) -> list[tf.Tensor]:
         """Feature maps after the dense layer and after each Up block: [B, 4|8|16|32, …, C]."""
         x = tf.reshape(self.dense(z), [-1, 4, 4, self.channels])
         outputs = [x]
         for bn1, conv1, bn2, conv2, shortcut in self.blocks:
-            h = conv1(self.upsample(tf.nn.relu(bn1(x, training=training, update_stats=update_stats))))
+            h = conv1(upsample(tf.nn.relu(bn1(x, training=training, update_stats=update_stats))))
             h = conv2(tf.nn.relu(bn2(h, training=training, update_stats=update_stats)))
-            x = shortcut(self.upsample(x)) + h
+            x = shortcut(upsample(x)) + h
             outputs.append(x)
         return outputs
 
@@ -139,15 +165,14 @@ class Critic(keras.Model):
         self.down = [_conv(names, channels, 3, True), _conv(names, channels, 3, True), _conv(names, channels, 1, False)]
         self.plain = [(_conv(names, channels, 3, True), _conv(names, channels, 3, True)) for _ in range(2)]
         self.head = _dense(names, out_dim)
-        self.pool = keras.layers.AveragePooling2D(2)
 
     def stages(self, x) -> list[tf.Tensor]:
         """Feature maps after Opt, Down, Plain, Plain: [B, 16|8|8|8, …, C]."""
         conv1, conv2, shortcut = self.opt
-        x = shortcut(self.pool(x)) + self.pool(conv2(tf.nn.relu(conv1(x))))
+        x = shortcut(pool(x)) + pool(conv2(tf.nn.relu(conv1(x))))
         outputs = [x]
         conv1, conv2, shortcut = self.down
-        x = self.pool(shortcut(x)) + self.pool(conv2(tf.nn.relu(conv1(tf.nn.relu(x)))))
+        x = pool(shortcut(x)) + pool(conv2(tf.nn.relu(conv1(tf.nn.relu(x)))))
         outputs.append(x)
         for conv1, conv2 in self.plain:
             x = x + conv2(tf.nn.relu(conv1(tf.nn.relu(x))))
