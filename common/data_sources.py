@@ -251,7 +251,7 @@ def _decode_all(sources: list, mode: str, size: int | None, where: str, progress
     """Decode in a thread pool (PIL releases the GIL while decoding) and stack into one uint8 array."""
 
     def decode(item):
-        return formats.decode_image(item, mode, size, where)
+        return formats.decode_image(item, mode, size, item if isinstance(item, str) else where)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 1)) as pool:
         arrays = list(tqdm(pool.map(decode, sources, chunksize=256), total=len(sources), desc=f"decoding {where}",
