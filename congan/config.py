@@ -297,3 +297,10 @@ def tiny_framework2(**overrides) -> Framework2Config:
                 dataset="folder", seed=0, print_freq=1)
     base.update(overrides)
     return Framework2Config(**base)
+
+
+def as_json(cfg) -> dict:
+    """The configuration as a JSON-compatible dict (what ``config.json`` holds)."""
+    from common.config import as_dict
+
+    return as_dict(cfg)
