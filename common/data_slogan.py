@@ -116,8 +116,11 @@ def make_cifar2(ratio_plane: float = 3, num_cluster: int = 2, *, load_cifar10: C
         kept = cifar2_counts(ratio_plane, len(index), len(index))[cls]
         drop = rng.choice(index, size=len(index) - kept, replace=False)
         source, labels = np.delete(source, drop), np.delete(labels, drop)
-    x_all = np.concatenate([x_train, x_test], axis=0)
-    images = x_all[source].astype("float32").reshape([-1, 32, 32, 3]) / 256.0
+    images = np.empty((len(source), 32, 32, 3), np.float32)
+    in_train = source < len(x_train)
+    images[in_train] = x_train[source[in_train]]
+    images[~in_train] = x_test[source[~in_train] - len(x_train)]
+    images /= 256.0  # exact in float32, as the original's float32 array / 256.0
     return images, np.eye(num_cluster)[labels]
 
 
