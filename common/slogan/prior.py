@@ -112,7 +112,8 @@ def price_covariance_gradient(resp, z, means, precision, dldz):
     """
     centred = z[:, None, :] - means[None, :, :]  # [B, K, d]
     batch = tf.cast(tf.shape(z)[0], z.dtype)
-    outer = tf.einsum("bk,bki,bj->kij", resp, centred, dldz) / batch  # (1/B) Σ_b r (z - μ) gᵀ
+    weighted = tf.transpose(resp[:, :, None] * centred, [1, 2, 0])  # [K, d, B]
+    outer = tf.matmul(weighted, dldz[None]) / batch  # (1/B) Σ_b r_bc (z_b - μ_c) g_bᵀ, [K, d, d]
     return symmetrize(tf.matmul(precision, outer))
 
 
