@@ -95,6 +95,7 @@ class Pieces:
         self.feed_layers = build.feed_layers(cfg, self.generator)
         self.k = self.model.k
         self.norm_eps = float(cfg.get("norm_eps", 0.0) or 0.0)
+        self.batched_generator = bool(cfg.get("batched_generator", False))
         # Build the projector's variables now so that optimisers and checkpoints see them.
         self.projector(tf.zeros((2,) + self.feature_shape), training=False)
 
@@ -107,9 +108,24 @@ class Pieces:
         if use_feed and self.feed_layers is not None:
             unedited = tf.tile(z, (k, 1))
             inputs = [edited if i in self.feed_layers else unedited for i in range(gen.n_latent())]
-        feats = apply_projector_chunks(self.projector, gen.get_features(inputs), k, projector_training)
+        feats = gen.get_features(inputs) if self.batched_generator else self.chunked_features(inputs)
+        feats = apply_projector_chunks(self.projector, feats, k, projector_training)
         divergence = l2_normalize_rows(feats - tf.tile(reference, (k, 1)), self.norm_eps)
         return self.loss_fn(divergence)
+
+    def chunked_features(self, inputs):
+        """G_f of [K*B, S] latents (or a list of them) run direction by direction, B rows at a time, as the
+        original loops: a generator whose layers use batch statistics (GLO) sees the same batch size as
+        for the unedited features."""
+        k = self.k
+
+        def chunks(x):
+            return tf.reshape(x, (k, -1, x.shape[-1]))
+
+        elems = [chunks(x) for x in inputs] if isinstance(inputs, list) else chunks(inputs)
+        spec = tf.TensorSpec((None,) + self.feature_shape, tf.float32)
+        feats = tf.map_fn(self.generator.get_features, elems, fn_output_signature=spec)
+        return tf.reshape(feats, (-1,) + self.feature_shape)
 
     def draw(self, batch_size: int):
         """A batch of latents and step sizes from NumPy's global RNG, in the original's order."""
@@ -236,6 +252,7 @@ def run(cfg, run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     handler = attach_log_file(run_dir, "train")
+    logging.getLogger("absl").setLevel(logging.WARNING)  # TensorFlow's checkpoint chatter
     try:
         return _train(cfg, run_dir)
     finally:
