@@ -14,31 +14,28 @@ Every extractor here takes images in [-1, 1], NHWC with 3 channels, and has ``fe
 and ``logits(images) -> [N, C]``, the interface :mod:`common.evaluate` and the trainers expect (tests use
 small stand-ins with the same two methods).
 
-Downloads: the archive is fetched from its official URL into a cache folder (or taken from an explicit
-path), written atomically and verified with SHA-256. We found no published checksum for either archive, so
-the digest is recorded beside the file on first download (``<archive>.sha256``) and every later load
-verifies it (trust on first use); pass ``sha256=`` / ``--inception_sha256`` to pin a known value. Loading is
-lazy: nothing is read or downloaded before the first call.
+Downloads: the archive is fetched from its official URL into a cache folder by
+:func:`common.downloads.fetch` (resumable ``.part`` file, retries, atomic rename), or taken from an
+explicit path. We found no published checksum for either archive, so its SHA-256 is recorded beside it on
+first download (``<archive>.sha256``) and every later load verifies it (trust on first use); pass
+``sha256=`` / ``--inception_sha256`` to pin a known value. Loading is lazy: nothing is read or downloaded
+before the first call.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
-import sys
 import tarfile
 import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
+from common.downloads import DownloadError, Resource, RetryPolicy, fetch, file_digest
 from common.errors import UsageError
 from common.fileio import atomic_write_text
 
-CHUNK = 1 << 20
 TF_INPUT = "images"  # name of the dynamic-batch placeholder mapped onto the graph's input
 TF_SCOPE = "inception"
 
@@ -118,61 +115,22 @@ GRAPHS = {g.key: g for g in (TFGAN_INCEPTION, TTUR_INCEPTION)}
 # --------------------------------------------------------------------------------------------------
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, timeout: float = 60.0) -> Path:
-    """Fetch ``url`` into ``dest`` atomically; verify or record its SHA-256 (``dest.sha256``).
-
-    Raises:
-        UsageError: the download failed, or the digest differs from ``sha256``. Nothing is left in the
-            cache folder in either case.
-    """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    digest = hashlib.sha256()
-    print(f"downloading {url} -> {dest}", file=sys.stderr)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            while chunk := response.read(CHUNK):
-                digest.update(chunk)
-                out.write(chunk)
-    except (urllib.error.URLError, OSError, ValueError) as err:
-        os.remove(tmp)
-        reason = getattr(err, "reason", err)
-        raise UsageError(
-            f"cannot download {url} ({reason}); fetch {dest.name} elsewhere and pass --inception_path FILE"
-        ) from err
-    except BaseException:
-        os.remove(tmp)
-        raise
-    got = digest.hexdigest()
-    if sha256 and got != sha256.lower():
-        os.remove(tmp)
-        raise UsageError(f"{url}: sha256 {got} does not match the expected {sha256}; nothing was cached")
-    os.replace(tmp, dest)
-    atomic_write_text(_sidecar(dest), f"{got}  {dest.name}\n")
-    return dest
+def _record(path: Path, digest: str) -> None:
+    atomic_write_text(_sidecar(path), f"{digest}  {path.name}\n")
 
 
 def verify_file(path: str | os.PathLike, sha256: str | None = None, *, record: bool = True) -> str:
-    """Check ``path`` against ``sha256``, else against its recorded ``.sha256`` (recorded now if absent).
+    """Check ``path`` against ``sha256``, else against its recorded ``<path>.sha256`` (written now if absent).
 
     Raises:
         UsageError: the file's digest differs.
     """
     path = Path(path)
-    got = sha256_of(path)
+    got = file_digest(path, "sha256")
     side = _sidecar(path)
     expected = sha256.lower() if sha256 else None
     if expected is None and side.is_file():
@@ -180,7 +138,7 @@ def verify_file(path: str | os.PathLike, sha256: str | None = None, *, record: b
     if expected is not None and got != expected:
         raise UsageError(f"{path}: sha256 {got} does not match the expected {expected}; delete it to download again")
     if expected is None and record:
-        atomic_write_text(side, f"{got}  {path.name}\n")
+        _record(path, got)
     return got
 
 
@@ -191,9 +149,14 @@ def resolve_graph_file(
     cache_dir: str | os.PathLike | None = None,
     url: str | None = None,
     sha256: str | None = None,
-    timeout: float = 60.0,
+    policy: RetryPolicy | None = None,
 ) -> Path:
     """The local archive (or ``.pb``) of ``graph``: the explicit ``path``, else the cache, else a download.
+
+    Downloads go through :func:`common.downloads.fetch` (``.part`` file, resume, retries, atomic rename).
+    A checksum failure leaves nothing in the cache folder: the rejected transfer, which ``fetch`` moves
+    aside to ``<archive>.bad``, is deleted here too, because the default folder of the TF-GAN graph is the
+    working directory.
 
     Args:
         graph: which graph.
@@ -202,6 +165,10 @@ def resolve_graph_file(
             An already extracted ``graph.member`` there is used as is.
         url: download from here instead of ``graph.url`` (a mirror, or a local test server).
         sha256: expected SHA-256 of the archive; default ``graph.sha256``, else trust on first use.
+        policy: retries and socket timeout of the download (default: ``common.downloads``'s).
+
+    Raises:
+        UsageError: missing ``path``, failed download, or checksum mismatch.
     """
     expected = sha256 or graph.sha256
     if path is not None:
@@ -220,7 +187,19 @@ def resolve_graph_file(
     if archive.is_file():
         verify_file(archive, expected)
         return archive
-    return download(url or graph.url, archive, sha256=expected, timeout=timeout)
+    resource = Resource(filename=graph.archive_name, urls=(url or graph.url,), sha256=expected)
+    try:
+        fetched = fetch(resource, cache, policy=policy)
+    except DownloadError as err:
+        bad = archive.with_name(archive.name + ".bad")
+        if bad.exists():
+            bad.unlink()
+        raise UsageError(
+            f"{str(err).split('; check the network')[0]}; nothing was cached. Fetch "
+            f"{graph.archive_name} elsewhere and pass --inception_path FILE"
+        ) from err
+    verify_file(fetched, expected)  # records the digest on first download (trust on first use)
+    return fetched
 
 
 def read_graph_def(path: str | os.PathLike, member: str):
@@ -294,7 +273,7 @@ class InceptionNet:
 
     Args:
         graph: :data:`TFGAN_INCEPTION` or :data:`TTUR_INCEPTION` (or their keys ``"tfgan"``, ``"ttur"``).
-        path, cache_dir, url, sha256, timeout: see :func:`resolve_graph_file`.
+        path, cache_dir, url, sha256, policy: see :func:`resolve_graph_file`.
         batch_size: images per forward pass (default: the original's).
         drop_remainder: ignore images after the last full batch (default: as the original).
         graph_def: an already parsed GraphDef (skips the file lookup).
@@ -308,7 +287,7 @@ class InceptionNet:
         cache_dir=None,
         url: str | None = None,
         sha256: str | None = None,
-        timeout: float = 60.0,
+        policy: RetryPolicy | None = None,
         batch_size: int | None = None,
         drop_remainder: bool | None = None,
         graph_def=None,
@@ -322,7 +301,7 @@ class InceptionNet:
         if self.batch_size < 1:
             raise UsageError(f"--batch_size must be >= 1, got {self.batch_size}")
         self.drop_remainder = graph.drop_remainder if drop_remainder is None else bool(drop_remainder)
-        self._source = dict(path=path, cache_dir=cache_dir, url=url, sha256=sha256, timeout=timeout)
+        self._source = dict(path=path, cache_dir=cache_dir, url=url, sha256=sha256, policy=policy)
         self._graph_def = graph_def
         self._run = None
 

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import pickle
+import socket
 import subprocess
 import sys
 import tarfile
@@ -27,6 +28,7 @@ from common import classifier_features as CF
 from common import evaluate as E
 from common import inception as I
 from common import metrics as M
+from common.downloads import RetryPolicy, file_digest
 from common.errors import UsageError
 
 F, C = 4, 5  # tiny graphs: feature and class counts
@@ -146,7 +148,7 @@ def test_tfgan_graph_from_url_matches_reference_and_is_cached(served, tmp_path):
     np.testing.assert_allclose(logits, ref_logits, rtol=1e-5, atol=1e-5)
     archive = cache / I.TFGAN_INCEPTION.archive_name
     recorded = (cache / (archive.name + ".sha256")).read_text().split()[0]
-    assert recorded == I.sha256_of(root / archive.name)
+    assert recorded == file_digest(root / archive.name, "sha256")
     # A second extractor reads the cache: the URL is dead now and nothing is downloaded.
     again = I.load_inception("tfgan", url=f"{base}/missing.tar.gz", cache_dir=cache, batch_size=3)
     np.testing.assert_allclose(again.features(images[:2]), ref_feats[:2], rtol=1e-5, atol=1e-6)
@@ -168,7 +170,7 @@ def test_ttur_graph_feeds_0_255_and_drops_the_last_partial_batch(served, tmp_pat
 def test_checksum_mismatch_caches_nothing(served, tmp_path):
     _, base = served
     net = I.load_inception("tfgan", url=f"{base}/{I.TFGAN_INCEPTION.archive_name}", cache_dir=tmp_path, sha256="0" * 64)
-    with pytest.raises(UsageError, match="sha256 .* does not match .* nothing was cached"):
+    with pytest.raises(UsageError, match=r"checksum mismatch \(sha256 \w+ != expected 0+\).*nothing was cached"):
         net.features(_images(1))
     assert list(tmp_path.iterdir()) == []
 
@@ -182,9 +184,14 @@ def test_tampered_cache_and_offline_errors(served, tmp_path):
     with pytest.raises(UsageError, match="delete it to download again"):
         I.resolve_graph_file(I.TFGAN_INCEPTION, cache_dir=tmp_path)
     offline = tmp_path / "offline"
-    with pytest.raises(UsageError, match="--inception_path"):
+    with pytest.raises(UsageError, match="HTTP 404.*--inception_path"):
         I.resolve_graph_file(I.TFGAN_INCEPTION, url=f"{base}/nothing-here.tgz", cache_dir=offline)
-    assert list(offline.iterdir()) == []
+    with socket.socket() as sock:  # a port on 127.0.0.1 where nothing listens
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/{name}"
+    with pytest.raises(UsageError, match="nothing was cached.*--inception_path"):
+        I.resolve_graph_file(I.TFGAN_INCEPTION, url=dead, cache_dir=offline, policy=RetryPolicy(attempts=1))
+    assert not offline.exists() or list(offline.iterdir()) == []
 
 
 def test_explicit_pb_path_and_missing_path(tmp_path):
