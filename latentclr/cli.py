@@ -10,6 +10,9 @@ from omegaconf import DictConfig, OmegaConf
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: job name -> module with ``run(cfg, run_dir)``
+JOBS = {"train": "latentclr.trainer", "eval": "latentclr.evaluate", "gen": "latentclr.generate"}
+
 
 def put_repo_root_on_path(script: str) -> None:
     """Run as ``python latentclr/train.py`` the script's own folder is sys.path[0]; replace it by the repo root
@@ -31,6 +34,22 @@ def display_config(cfg: DictConfig) -> None:
 def build_config(cfg: DictConfig) -> dict:
     """The resolved config as plain containers (what the library functions take)."""
     return OmegaConf.to_container(cfg, resolve=True)
+
+
+def require_checkpoint(cfg) -> str:
+    """eval / gen need ``checkpoint`` (``???`` in their configs); returns it as an absolute path."""
+    from common.errors import UsageError
+
+    value = cfg.get("checkpoint") if not isinstance(cfg, DictConfig) else OmegaConf.select(cfg, "checkpoint",
+                                                                                          throw_on_missing=False)
+    if value in (None, "???", ""):
+        raise UsageError("checkpoint is required: checkpoint=<run folder>/best_model.ckpt (or an original .pt)")
+    from hydra.utils import to_absolute_path
+
+    try:
+        return to_absolute_path(str(value))
+    except ValueError:  # outside a Hydra run
+        return str(Path(str(value)).resolve())
 
 
 def output_dir() -> Path:
@@ -58,3 +77,24 @@ def select_device(cfg: DictConfig) -> None:
         select_gpus("-1", flag="device")
     else:
         raise UsageError(f"device must be cuda, cuda:<index> or cpu, got {device!r}")
+
+
+def run_job(cfg: DictConfig, job: str):
+    """What every entry script does: show the config, check the cheap things first (``checkpoint`` of eval /
+    gen, the pre-trained weights file), choose the device, then run the job in Hydra's output folder. Bad input
+    ends with one line on stderr and exit status 2."""
+    import importlib
+
+    from common.errors import exit_on_usage_error
+    from latentclr.generators.locate import preflight
+
+    @exit_on_usage_error
+    def main():
+        display_config(cfg)
+        if job in ("eval", "gen"):
+            require_checkpoint(cfg)
+        preflight(build_config(cfg))
+        select_device(cfg)
+        return importlib.import_module(JOBS[job]).run(cfg, output_dir())
+
+    return main()

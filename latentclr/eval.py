@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from latentclr.cli import put_repo_root_on_path  # noqa: E402
+from latentclr.cli import put_repo_root_on_path, run_job  # noqa: E402
 
 put_repo_root_on_path(__file__)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -18,24 +18,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from common.errors import exit_on_usage_error  # noqa: E402
-from latentclr.cli import build_config, display_config, output_dir, select_device  # noqa: E402
-from latentclr.generators.locate import preflight  # noqa: E402
-
-
-@exit_on_usage_error
-def main(cfg: DictConfig) -> None:
-    display_config(cfg)
-    preflight(build_config(cfg))
-    select_device(cfg)
-    from latentclr import evaluate
-
-    evaluate.run(cfg, output_dir())
-
 
 @hydra.main(version_base=None, config_path="conf", config_name="eval")
 def eval(cfg: DictConfig) -> None:
-    main(cfg)
+    run_job(cfg, "eval")
 
 
 if __name__ == "__main__":

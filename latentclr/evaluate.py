@@ -14,7 +14,8 @@ from pathlib import Path
 from common.progress import Progress
 from latentclr import build
 from latentclr.checkpoints import load_directions
-from latentclr.trainer import Pieces, attach_log_file, make_eval_step, require_checkpoint, seed_everything
+from latentclr.cli import require_checkpoint
+from latentclr.trainer import Pieces, attach_log_file, make_eval_step, seed_everything
 
 log = logging.getLogger()
 

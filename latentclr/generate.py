@@ -191,7 +191,8 @@ def compose_sample(cells: np.ndarray, titles, dirs, image_size) -> np.ndarray:
 
 def run(cfg, run_dir: str | Path) -> list[Path]:
     """Build the generator and directions from ``cfg``, load ``checkpoint``, write ``sample_{i}.png``."""
-    from latentclr.trainer import require_checkpoint, seed_everything
+    from latentclr.cli import require_checkpoint
+    from latentclr.trainer import seed_everything
 
     cfg = build.to_dict(cfg)
     run_dir = Path(run_dir)

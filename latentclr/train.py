@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from latentclr.cli import put_repo_root_on_path  # noqa: E402
+from latentclr.cli import put_repo_root_on_path, run_job  # noqa: E402
 
 put_repo_root_on_path(__file__)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -17,24 +17,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from common.errors import exit_on_usage_error  # noqa: E402
-from latentclr.cli import build_config, display_config, output_dir, select_device  # noqa: E402
-from latentclr.generators.locate import preflight  # noqa: E402
-
-
-@exit_on_usage_error
-def main(cfg: DictConfig) -> None:
-    display_config(cfg)
-    preflight(build_config(cfg))
-    select_device(cfg)
-    from latentclr import trainer
-
-    trainer.run(cfg, output_dir())
-
 
 @hydra.main(version_base=None, config_path="conf", config_name="train")
 def train(cfg: DictConfig) -> None:
-    main(cfg)
+    run_job(cfg, "train")
 
 
 if __name__ == "__main__":

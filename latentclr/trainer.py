@@ -30,6 +30,7 @@ from common.summaries import Logbook
 from common.training import Checkpoints, Every, train_loop
 from latentclr import build, optim
 from latentclr.checkpoints import SNAPSHOT_SUFFIX, load_directions, save_snapshot
+from latentclr.cli import require_checkpoint
 from latentclr.models import apply_projector_chunks, l2_normalize_rows
 
 log = logging.getLogger()
@@ -52,19 +53,6 @@ def seed_everything(cfg) -> None:
     if seed is not None:
         set_seed(int(seed))
         log.debug("seed %d", int(seed))
-
-
-def require_checkpoint(cfg) -> str:
-    """eval / gen need ``checkpoint`` (``???`` in their configs)."""
-    value = cfg.get("checkpoint")
-    if value in (None, "???", ""):
-        raise UsageError("checkpoint is required: checkpoint=<run folder>/best_model.ckpt (or an original .pt)")
-    from hydra.utils import to_absolute_path
-
-    try:
-        return to_absolute_path(str(value))
-    except ValueError:  # outside a Hydra run
-        return str(Path(str(value)).resolve())
 
 
 def attach_log_file(run_dir: Path, job: str) -> logging.Handler | None:
@@ -104,14 +92,19 @@ class Pieces:
         gen, k = self.generator, self.k
         reference = tf.stop_gradient(self.projector(gen.get_features(z), training=projector_training))
         edited = self.model(z, alphas, training=training)  # [K*B, S]
-        inputs = edited
-        if use_feed and self.feed_layers is not None:
-            unedited = tf.tile(z, (k, 1))
-            inputs = [edited if i in self.feed_layers else unedited for i in range(gen.n_latent())]
+        inputs = self.generator_inputs(z, edited, use_feed)
         feats = gen.get_features(inputs) if self.batched_generator else self.chunked_features(inputs)
         feats = apply_projector_chunks(self.projector, feats, k, projector_training)
         divergence = l2_normalize_rows(feats - tf.tile(reference, (k, 1)), self.norm_eps)
         return self.loss_fn(divergence)
+
+    def generator_inputs(self, z, edited, use_feed: bool):
+        """The edited latents [K*B, S]; with ``feed_layers`` a list of ``n_latent`` of them where only the
+        listed layers get the edit and the others the unedited z (tiled K times)."""
+        if not use_feed or self.feed_layers is None:
+            return edited
+        unedited = tf.tile(z, (self.k, 1))
+        return [edited if i in self.feed_layers else unedited for i in range(self.generator.n_latent())]
 
     def chunked_features(self, inputs):
         """G_f of [K*B, S] latents (or a list of them) run direction by direction, B rows at a time, as the

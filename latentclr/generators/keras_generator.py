@@ -136,11 +136,11 @@ def _resolve_output(model: keras.Model, name: str, full_name: str):
             inner = model.get_layer(head)
         except ValueError:
             inner = None
-        if isinstance(inner, keras.Model):
-            inner_out = _resolve_output(inner, rest, full_name)
-            # Run the nested model's part from its own input, fed by the outer graph.
-            head_model = keras.Model(inner.inputs, inner_out)
-            return head_model(inner.input)
+        if isinstance(inner, keras.Model) and inner._inbound_nodes:
+            # The nested model's part up to the layer, applied to the tensors the outer graph feeds it.
+            head_model = keras.Model(inner.inputs, _resolve_output(inner, rest, full_name))
+            fed = inner._inbound_nodes[0].input_tensors
+            return head_model(fed if len(fed) > 1 else fed[0])
     names = [layer.name for layer in model.layers]
     raise UsageError(f"generator.feature_layer={full_name!r}: no such layer; the model has "
                      f"{', '.join(names[:12])}{' ...' if len(names) > 12 else ''}")

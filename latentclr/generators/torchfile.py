@@ -188,18 +188,29 @@ def _load_zip(path: Path):
         return _Unpickler(io.BytesIO(archive.read(pickles[0])), load_storage).load()
 
 
+def _plain_load(f):
+    """One pickle of plain values (header fields, key lists): no globals at all."""
+
+    def no_storage(pid):
+        raise pickle.UnpicklingError("unexpected storage reference")
+
+    return _Unpickler(f, no_storage).load()
+
+
 def _load_legacy(f, path: Path):
     try:
-        magic = pickle.load(f)
-    except Exception as err:  # noqa: BLE001 - any failure here means "not this format"
+        magic = _plain_load(f)
+    except pickle.UnpicklingError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any other failure here means "not this format"
         raise UsageError(f"{path}: not a PyTorch checkpoint (unreadable header: {err})") from err
     if magic != LEGACY_MAGIC:
         raise UsageError(f"{path}: not a PyTorch checkpoint (bad magic number; tar archives of PyTorch < 0.4 "
                          "are not supported)")
-    protocol = pickle.load(f)
+    protocol = _plain_load(f)
     if protocol != LEGACY_PROTOCOL:
         raise UsageError(f"{path}: unsupported PyTorch file protocol {protocol}")
-    sys_info = pickle.load(f)
+    sys_info = _plain_load(f)
     little = sys_info.get("little_endian", True) if isinstance(sys_info, dict) else True
     storages = {}
 
@@ -215,7 +226,7 @@ def _load_legacy(f, path: Path):
         return storages[root_key]
 
     result = _Unpickler(f, load_storage).load()
-    keys = pickle.load(f)
+    keys = _plain_load(f)
     for key in keys:
         storage = storages[key]
         (numel,) = struct.unpack("<q", f.read(8))
