@@ -13,30 +13,28 @@ Train it::
     python -m common.classifier_features --dataset cifar10 --source cifar10_jpg.tar.gz --out clf_cifar.keras
 
 ``--source`` is one of: an ``.npz`` (Keras layout ``x_train``/``y_train`` [+ ``x_test``/``y_test``], or
-``x``/``y``, or ``images``/``labels``); an image folder (``<class>/*.png`` or ``train/<class>/*`` [+
-``test/<class>/*``], classes in sorted order); a CIFAR-10 python batches folder (``data_batch_1..5``,
-``test_batch``); or a tar archive of such an image folder. Images are uint8 0..255 or floats in [-1, 1].
+``x``/``y``, or ``images``/``labels``); an image folder ``train/<class>/*`` [+ ``test/<class>/*``] (classes
+in sorted order) or a tar archive of one; a CIFAR-10 python batches folder (``data_batch_1..5``,
+``test_batch``). Without ``--source`` the project's dataset cache (``python download.py mnist|cifar10``) is
+read. Images are uint8 0..255 or floats in [-1, 1].
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import json
 import os
-import pickle
-import re
 import tarfile
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from common import data_formats as formats
 from common.errors import UsageError, exit_on_usage_error
 from common.fileio import atomic_write_json
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 NUM_CLASSES = 10
 
 
@@ -81,70 +79,35 @@ def _load_npz(path: Path):
         raise UsageError(f"--source {path}: expected arrays x_train/y_train, x/y or images/labels, got {list(data)}")
 
 
-def _read_image(handle, channels: int) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(handle) as img:
-        return np.asarray(img.convert("L" if channels == 1 else "RGB"))
-
-
-def _stack(images: list, labels: list, source) -> tuple[np.ndarray, np.ndarray]:
-    if not images:
-        raise UsageError(f"--source {source}: no images found")
-    return np.stack(images), np.asarray(labels, dtype=np.int64)
-
-
-def _load_folder(root: Path, channels: int):
-    def split(folder: Path):
-        classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
-        images, labels = [], []
-        for label, name in enumerate(classes):
-            for file in sorted((folder / name).iterdir()):
-                if file.suffix.lower() in IMAGE_SUFFIXES:
-                    images.append(_read_image(file, channels))
-                    labels.append(label)
-        return _stack(images, labels, folder)
-
-    if (root / "train").is_dir():
-        return split(root / "train"), (split(root / "test") if (root / "test").is_dir() else None)
-    return split(root), None
-
-
-def _load_tar(path: Path, channels: int):
-    pattern = re.compile(r"(?:^|/)(train|test)/([^/]+)/[^/]+$")
-    found = {"train": [], "test": []}
-    with tarfile.open(path, "r:*") as archive:
-        for member in archive:
-            match = pattern.search(member.name)
-            if member.isfile() and match and Path(member.name).suffix.lower() in IMAGE_SUFFIXES:
-                data = archive.extractfile(member).read()
-                found[match.group(1)].append((match.group(2), _read_image(io.BytesIO(data), channels)))
-    classes = sorted({name for name, _ in found["train"]})
-    out = []
-    for part in ("train", "test"):
-        items = [(classes.index(name), img) for name, img in found[part] if name in classes]
-        out.append(_stack([img for _, img in items], [lab for lab, _ in items], path) if items else None)
-    if out[0] is None:
-        raise UsageError(f"--source {path}: the archive holds no train/<class>/<image> files")
-    return out[0], out[1]
-
-
 def _load_cifar_batches(root: Path):
-    def read(names):
-        images, labels = [], []
-        for name in names:
-            with open(root / name, "rb") as handle:
-                batch = pickle.load(handle, encoding="bytes")
-            images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-            labels.extend(batch[b"labels"])
-        return np.concatenate(images), np.asarray(labels, dtype=np.int64)
+    def read(paths):
+        parts = [formats.read_cifar_batch(p) for p in paths]
+        rows, labels = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        return formats.cifar_rows_to_images(rows), labels
 
-    train = read(sorted(p.name for p in root.glob("data_batch_*")))
-    return train, (read(["test_batch"]) if (root / "test_batch").is_file() else None)
+    train = read(sorted(root.glob("data_batch_*")))
+    return train, (read([root / "test_batch"]) if (root / "test_batch").is_file() else None)
 
 
-def load_source(source: str | os.PathLike, dataset: str):
+def _load_image_folder(path: Path, channels: int):
+    from common.data_sources import read_image_folder
+
+    splits, _ = read_image_folder(path, mode="L" if channels == 1 else "RGB", progress=False)
+    return splits["train"], splits.get("test")
+
+
+def _load_project_cache(dataset: str):
+    from common import datasets
+
+    return datasets.load_mnist() if dataset == "mnist" else datasets.load_cifar10()
+
+
+def load_source(source: str | os.PathLike | None, dataset: str):
     """Read a labelled image set for ``dataset``.
+
+    Args:
+        source: an ``.npz``, an image folder or tar archive of one (``train/<class>/*`` [+ ``test/``]), or a
+            CIFAR-10 python batches folder; None: the project's dataset cache written by ``download.py``.
 
     Returns:
         ((x_train [N, H, W, C] float32 in [-1, 1], y_train [N] int64), (x_test, y_test) or None).
@@ -153,15 +116,15 @@ def load_source(source: str | os.PathLike, dataset: str):
         UsageError: unreadable source, or images whose shape differs from the dataset's.
     """
     spec = DATASETS[dataset]
-    path = Path(source)
-    if path.is_dir() and any(path.glob("data_batch_*")):
+    path = Path(source) if source is not None else None
+    if path is None:
+        train, test = _load_project_cache(dataset)
+    elif path.is_dir() and any(path.glob("data_batch_*")):
         train, test = _load_cifar_batches(path)
-    elif path.is_dir():
-        train, test = _load_folder(path, spec.shape[-1])
     elif path.is_file() and path.suffix == ".npz":
         train, test = _load_npz(path)
-    elif path.is_file() and tarfile.is_tarfile(path):
-        train, test = _load_tar(path, spec.shape[-1])
+    elif path.is_dir() or (path.is_file() and tarfile.is_tarfile(path)):
+        train, test = _load_image_folder(path, spec.shape[-1])
     else:
         raise UsageError(f"--source {source}: expected an .npz, an image folder, CIFAR batches or a tar archive")
     out = []
@@ -341,7 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
         "published Inception numbers).",
     )
     parser.add_argument("--dataset", required=True, choices=sorted(DATASETS))
-    parser.add_argument("--source", required=True, help=".npz, image folder, CIFAR batches folder or tar archive")
+    parser.add_argument(
+        "--source",
+        default=None,
+        help=".npz, image folder, CIFAR batches folder or tar archive (default: the dataset cache of download.py)",
+    )
     parser.add_argument("--out", required=True, help="output .keras file (a .json with the details is written beside)")
     parser.add_argument("--epochs", type=int, default=None, help="default: mnist 3, cifar10 5")
     parser.add_argument("--batch_size", type=int, default=128)
@@ -376,7 +343,7 @@ def run(args: argparse.Namespace) -> dict:
     )
     meta = {
         "dataset": args.dataset,
-        "source": str(args.source),
+        "source": str(args.source) if args.source else "download.py cache",
         "num_train": int(len(x)),
         "epochs": args.epochs or DATASETS[args.dataset].epochs,
         "batch_size": args.batch_size,

@@ -309,6 +309,17 @@ def test_classifier_sources(tmp_path):
         CF.load_source(batches, "mnist")
 
 
+def test_classifier_source_defaults_to_the_download_cache(monkeypatch):
+    from common import datasets
+
+    digits = np.arange(3 * 28 * 28, dtype=np.uint8).reshape(3, 28, 28) % 251
+    labels = np.array([[7], [1], [0]], dtype=np.uint8)  # keras-style [n, 1] labels
+    monkeypatch.setattr(datasets, "load_mnist", lambda: ((digits, labels), (digits[:1], labels[:1])))
+    (x, y), (xt, yt) = CF.load_source(None, "mnist")
+    assert x.shape == (3, 28, 28, 1) and y.tolist() == [7, 1, 0] and yt.tolist() == [7]
+    np.testing.assert_allclose(x[..., 0], digits / 127.5 - 1, atol=1e-6)
+
+
 # ----------------------------------------------------------------------------------------------------
 # the evaluator
 # ----------------------------------------------------------------------------------------------------
