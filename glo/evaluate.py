@@ -254,14 +254,8 @@ def run(cfg: EvalConfig) -> dict:
     info = glo_data.describe(cfg.dataset, cfg.num_train)
     source = glo_data.DataFile(info, writable=False, upright_cifar=cfg.fix_cifar_transpose)
     try:
-        generator = build_generator(source.latent_dim, source.image_shape, info.named)
         path = resolve_checkpoint(cfg)
-        if path is None:
-            log.warning("No checkpoint is given. Just random initialization :-)")
-        else:
-            # Only the generator: optimizer state and codes in the file are ignored, every weight must be there.
-            restore(tf.train.Checkpoint(generator=generator), path)
-            log.info("Loaded the parameters from %s", path)
+        generator = load_generator(source, path)
         if not (cfg.reconstruct or cfg.generate or cfg.interpolate):
             raise NoTaskError("Please specify at least one task by indicating --reconstruct, --generate, "
                               "or --interpolate.")
@@ -280,6 +274,21 @@ def run(cfg: EvalConfig) -> dict:
         return results
     finally:
         source.close()
+
+
+def load_generator(source: glo_data.DataFile, path: str | None) -> Generator:
+    """The dataset's generator with the weights of checkpoint ``path`` (random initialisation when None).
+
+    Only the generator is read: optimizer state and codes in the file are ignored; every generator weight
+    (BN moving statistics included) must be there.
+    """
+    generator = build_generator(source.latent_dim, source.image_shape, source.info.named)
+    if path is None:
+        log.warning("No checkpoint is given. Just random initialization :-)")
+    else:
+        restore(tf.train.Checkpoint(generator=generator), path)
+        log.info("Loaded the parameters from %s", path)
+    return generator
 
 
 def _record_metrics(cfg: EvalConfig, generator, source, path: str, recon: dict) -> dict:

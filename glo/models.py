@@ -118,14 +118,20 @@ class Generator(keras.Model):
         self.latent_dim = int(latent_dim)
         self.image_shape = tuple(int(v) for v in image_shape)
         self.channels = tuple(int(v) for v in channels)
-        self.blocks = [
-            BilinearDeconv(width, "tanh" if k == NUM_BLOCKS else "relu", name=f"deconv{k}")
-            for k, width in enumerate(self.channels, start=1)
-        ]
-        self.norms = [
-            keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"batch_norm{k}")
-            for k in range(1, NUM_BLOCKS)
-        ]
+        # One attribute per layer: Keras 3 does not expose layers kept in Python lists to tf.train.Checkpoint.
+        for k, width in enumerate(self.channels, start=1):
+            setattr(self, f"deconv{k}", BilinearDeconv(width, "tanh" if k == NUM_BLOCKS else "relu", name=f"deconv{k}"))
+        for k in range(1, NUM_BLOCKS):
+            setattr(self, f"bn{k}", keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+                                                                    name=f"batch_norm{k}"))
+
+    @property
+    def blocks(self) -> list[BilinearDeconv]:
+        return [getattr(self, f"deconv{k}") for k in range(1, NUM_BLOCKS + 1)]
+
+    @property
+    def norms(self) -> list[keras.layers.BatchNormalization]:
+        return [getattr(self, f"bn{k}") for k in range(1, NUM_BLOCKS)]
 
     def build(self, input_shape):
         shape = (None, 1, 1, self.latent_dim)

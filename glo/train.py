@@ -235,6 +235,7 @@ def _train(cfg: TrainConfig, source: glo_data.DataFile) -> Path:
         train_loop(step_fn, start=start, total=cfg.max_steps, checkpoints=saver, save_every=cfg.max_steps + 1,
                    hooks=hooks.schedule(), progress_text=lambda out: f"loss {out['loss']:.4f}", desc=info.label,
                    show_progress=not cfg.no_progress)
+        hooks.record_losses(_global_step(state))
     finally:
         logbook.close()
     log.log(INFOV, "Training finished: %s (global step %d)", run_dir, _global_step(state))
@@ -296,11 +297,15 @@ class _Hooks:
                             max_outputs=MAX_SUMMARY_IMAGES)
 
     def save(self, done, out):
-        s, g = done - 1, int(out["global_step"])
+        s = done - 1
         self.saver.save(done)
         log.info("Saved checkpoint at %d", s)
         if self.cfg.dump_result:
             _write_dump(self.run_dir / f"dump_result_{s}.hdf5", self.last["x_hat"].numpy())
+        self.record_losses(int(out["global_step"]))
+
+    def record_losses(self, g: int) -> None:
+        """Append the mean losses since the previous record to ``metrics.jsonl`` (at saves and at the end)."""
         count = self.totals.pop("count", 0)
         if count:
             self.logbook.record(g, {f"train/{k}": v / count for k, v in self.totals.items()})
