@@ -2,6 +2,7 @@
 
     python slogan_synthetic.py --gpu 0                     # the original's run, figures in ./logs/synthetic/<time>/
     python slogan_synthetic.py --gpu -1 --run_name demo    # fixed folder: running it again resumes
+    python slogan_synthetic.py --gpu -1 --run_name demo --stop_after 3000 --log_freq 500   # `make demo`
 
 Same flags, types and defaults as the original; the port's additions are listed under "port options".
 """
@@ -32,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reg", default="lp", choices=["gp", "lp"])
     port = parser.add_argument_group("port options (not in the original)")
     port.add_argument("--run_name", default=None, help="run folder name (default: the start time, as the original)")
+    port.add_argument("--stop_after", type=int, default=None,
+                      help="stop after this many iterations of the --iterations schedule (run again to continue)")
     port.add_argument("--checkpoint_every", type=int, default=1000, help="checkpoint period in iterations")
     port.add_argument("--use_random_seed", action="store_true", help="make --random_seed effective (original: 0)")
     port.add_argument("--fix_gp", action="store_true", help="make --reg gp add the gradient penalty")

@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 import slogan_synthetic
+from common.errors import UsageError
 from common.slogan import schedules
 from common.slogan.data import (
     SYNTHETIC_MEANS,
@@ -82,6 +83,10 @@ def test_seed_and_penalty_flags():
     assert SyntheticConfig(random_seed=5, use_random_seed=True).seed == 5
     assert SyntheticConfig(reg="gp").penalty is None and SyntheticConfig(reg="gp", fix_gp=True).penalty == "gp"
     assert SyntheticConfig().penalty == "lp"
+    assert SyntheticConfig(stop_after=3000).last_iteration == 3000 and SyntheticConfig().last_iteration == 100000
+    assert SyntheticConfig(iterations=50, stop_after=3000).last_iteration == 50
+    with pytest.raises(UsageError, match="--stop_after"):
+        SyntheticConfig(stop_after=0).validate()
 
 
 # ---- checks 2-3: data ---------------------------------------------------------------------------------------
@@ -393,3 +398,18 @@ def test_smoke_run_kill_and_exact_resume(in_tmp, capsys):
     assert "restored" in capsys.readouterr().out
     assert (evaluate_dir / "samples_2.png").exists() and not list(evaluate_dir.glob("model-*"))
     assert np.isnan(json.loads((evaluate_dir / "metrics.jsonl").read_text().splitlines()[-2])["loss/lc"])
+
+
+def test_report_of_a_run_folder(tmp_path, capsys):
+    from common.slogan import report
+
+    lines = [{"step": 1000, "nmi": 0.95, "ari": 0.9, "purity": 0.97, "pi": [0.125] * 8},
+             {"step": 1000, "pi": [0.06, 0.19, 0.065, 0.185, 0.07, 0.18, 0.06, 0.19], "nearest_mode": list(range(8))}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"torn')
+    verdict = report.final_check(tmp_path)
+    assert verdict["distinct_modes"] and verdict["pi_close"] and verdict["majority_above_minority"]
+    assert verdict["nmi_ok"]
+    assert report.main([str(tmp_path)]) == 0 and '"nmi": 0.95' in capsys.readouterr().out
+    with pytest.raises(SystemExit) as err:
+        report.main([str(tmp_path / "missing")])
+    assert err.value.code == 2

@@ -39,7 +39,9 @@ class SyntheticConfig:
     like in the original unless a fix flag says otherwise. ``K`` is the Lipschitz target, not the
     number of components (that is ``num_cluster``).
 
-    Port additions: ``run_name`` (fixed run folder, so that a rerun resumes), ``checkpoint_every``,
+    Port additions: ``run_name`` (fixed run folder, so that a rerun resumes), ``stop_after`` (stop this
+    invocation after that many iterations with a checkpoint, e.g. the first 3 000 iterations of the default
+    100 000-iteration schedule; running again with a larger value or none continues), ``checkpoint_every``,
     ``use_random_seed`` (make ``random_seed`` effective; the original hard-codes 0), ``fix_gp`` (make
     ``--reg gp`` add the gradient penalty it names), ``skip_nonfinite`` (the original's mixed-precision
     wrappers skipped non-finite updates), ``jit_compile``; and, for tests and benchmarks only, the sizes
@@ -72,6 +74,7 @@ class SyntheticConfig:
     reg: str = "lp"
     # --- port additions ---
     run_name: str | None = None
+    stop_after: int | None = None  # end this invocation after that many iterations; the schedule keeps I
     checkpoint_every: int = 1000
     use_random_seed: bool = False
     fix_gp: bool = False
@@ -88,6 +91,11 @@ class SyntheticConfig:
     def seed(self) -> int:
         """The seed in force: 0 as in the original, ``random_seed`` with ``use_random_seed``."""
         return int(self.random_seed) if self.use_random_seed else 0
+
+    @property
+    def last_iteration(self) -> int:
+        """Where this invocation stops: ``iterations``, or ``stop_after`` when that is smaller."""
+        return min(self.iterations, self.stop_after or self.iterations)
 
     @property
     def penalty(self) -> str | None:
@@ -114,6 +122,8 @@ class SyntheticConfig:
             raise UsageError(f"--reg: expected one of {', '.join(REG_CHOICES)}, got {self.reg!r}")
         if self.run_name is not None and (not self.run_name or "/" in self.run_name or self.run_name in ".."):
             raise UsageError(f"--run_name: expected a folder name without '/', got {self.run_name!r}")
+        if self.stop_after is not None and self.stop_after < 1:
+            raise UsageError(f"--stop_after: expected a positive number of iterations, got {self.stop_after}")
         if self.eval_size < 2 or self.shuffle_buffer < 1:
             raise UsageError("eval_size must be >= 2 and shuffle_buffer >= 1")
 

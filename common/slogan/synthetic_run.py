@@ -42,7 +42,7 @@ tfd = tfp.distributions
 
 GIF_MAX_FRAMES = 100
 CHECKPOINTS_KEPT = 5
-RESUME_IGNORED = RESUME_SAFE_KEYS | {"show_progress"}
+RESUME_IGNORED = RESUME_SAFE_KEYS | {"show_progress", "stop_after"}
 
 
 def progress_text(outputs) -> str:
@@ -217,11 +217,12 @@ def _train(state: SyntheticState, config: SyntheticConfig, run_dir: Path, hooks,
     elif resuming:
         print(f"note: {run_dir} has no checkpoint yet; starting from iteration 0", flush=True)
     _save_real_figure(state, run_dir)
-    if start >= config.iterations:
-        print(f"the run already finished {config.iterations} iterations", flush=True)
+    end = config.last_iteration
+    if start >= end:
+        print(f"the run already finished {start} of {config.iterations} iterations", flush=True)
     else:
         step = make_train_step(state, config)
-        train_loop(lambda i: step(), start=start, total=config.iterations, checkpoints=checkpoints,
+        train_loop(lambda i: step(), start=start, total=end, checkpoints=checkpoints,
                    save_every=config.checkpoint_every, hooks=hooks, progress_text=progress_text,
                    desc="slogan", show_progress=config.show_progress)
     write_training_gif(run_dir)
