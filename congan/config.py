@@ -105,7 +105,7 @@ class Framework2Config:
     strict_original_slerp: bool = _f(False, "slerp of unnormalised vectors as in the notebook (gives NaN)")
     save_freq: int = _f(10, "write results/*.weights.h5 after global epochs e with e %% save_freq == 0", type=int)
     checkpoint_every: int = _f(0, "iterations between resume checkpoints (0: every epoch)", type=int)
-    subset: int = _f(0, "use only the first N images of the dataset (0: all; smoke runs)", type=int)
+    subset: int = _f(0, "use only N evenly spaced images of the dataset (0: all; smoke runs)", type=int)
     run_dir: str = _f("logs/congan/framework2", "run folder (config.json, checkpoints, results/, events)")
     jit_compile: bool = _f(False, "XLA-compile the train steps")
 
@@ -150,7 +150,7 @@ class Framework1Config:
     simsiam_bn_mode: str = _f("batch", "SimSiam BN mode", choices=("batch", "inference"))
     save_freq: int = _f(10, "write results/checkpoint_<epoch>.weights.h5 when epoch %% save_freq == 0", type=int)
     checkpoint_every: int = _f(0, "iterations between resume checkpoints (0: every epoch)", type=int)
-    subset: int = _f(0, "use only the first N images (0: all)", type=int)
+    subset: int = _f(0, "use only N evenly spaced images (0: all)", type=int)
     run_dir: str = _f("logs/congan/framework1", "run folder")
     jit_compile: bool = _f(False, "XLA-compile the train steps")
 
@@ -172,7 +172,7 @@ class SimSiamConfig:
     image_size: int = _f(64, "crop size (the GAN's resolution)", type=int, choices=(32, 64))
     dataset: str = _f("tiny_imagenet", "dataset kind", choices=DATASETS)
     data_dir: str = _f("tiny-imagenet-200", "dataset root")
-    subset: int = _f(0, "use only the first N images (0: all)", type=int)
+    subset: int = _f(0, "use only N evenly spaced images (0: all)", type=int)
     workers: int = _f(2, "threads decoding image files", type=int)
     print_freq: int = _f(10, "iterations between logged losses", type=int)
     seed: int | None = _f(None, "random seed (default: drawn once and stored in config.json)", type=int)

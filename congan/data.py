@@ -105,20 +105,25 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BILINEAR)) for im in images])
 
 
+def subset_indices(total: int, subset: int) -> np.ndarray:
+    """Indices of ``subset`` evenly spaced items out of ``total`` (all of them when subset is 0 or too big)."""
+    if not subset or subset >= total:
+        return np.arange(total)
+    return np.floor(np.arange(subset) * (total / subset)).astype(np.int64)
+
+
 def load_images(dataset: str, data_dir: str | Path, image_size: int, subset: int = 0, workers: int = 2) -> np.ndarray:
     """The training images of ``dataset`` as uint8 [N, image_size, image_size, 3].
 
     Args:
-        subset: keep only the first N images (0 keeps all); for smoke runs.
+        subset: keep only N evenly spaced images (0 keeps all), so that every class of a class-sorted folder
+            is represented; for smoke runs.
     """
     if dataset == "cifar10":
         images = read_cifar10_train(data_dir)
-        if subset:
-            images = images[:subset]
-        return resize_images(images, image_size)
+        return resize_images(images[subset_indices(len(images), subset)], image_size)
     files = list_image_files(data_dir, dataset)
-    if subset:
-        files = files[:subset]
+    files = [files[i] for i in subset_indices(len(files), subset)]
     with ThreadPoolExecutor(max(1, workers)) as pool:
         return np.stack(list(pool.map(lambda f: decode_file(f, image_size), files)))
 

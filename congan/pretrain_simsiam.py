@@ -25,13 +25,13 @@ def main(argv=None):
     from congan.config import SimSiamConfig, as_json, parse_args, resolve
 
     cfg, dry_run = parse_args(SimSiamConfig, argv, prog="congan/pretrain_simsiam.py")
-    from common.devices import select_gpus
-
-    select_gpus(cfg.gpu)
     cfg = resolve(cfg)
     if dry_run:
         print(json.dumps(as_json(cfg), indent=2))
         return None
+    from common.devices import select_gpus
+
+    select_gpus(cfg.gpu)
     from congan.simsiam import pretrain
 
     path = pretrain(cfg)

@@ -32,14 +32,14 @@ def resolve_seed(cfg):
 
 def training_images(cfg, images: np.ndarray | None = None) -> np.ndarray:
     """uint8 [N, S, S, 3] training images: the given array (tests) or the configured dataset."""
-    from congan.data import load_images, resize_images
+    from congan.data import load_images, resize_images, subset_indices
 
     if images is None:
         return load_images(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.subset, cfg.workers)
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise UsageError("images: expected uint8 [N, H, W, 3]")
-    images = images[: cfg.subset] if cfg.subset else images
+    images = images[subset_indices(len(images), cfg.subset)]
     return resize_images(images, cfg.image_size)
 
 

@@ -51,6 +51,7 @@ class SimSiam(LazyBuild, keras.Model):
         """Create every variable with one inference call (no state changes)."""
         z = self.encoder(tf.zeros((2, image_size, image_size, 3)), training=False)
         self.predictor(z, training=False)
+        self.built = True
         return self
 
     def torch_modules(self):
@@ -199,7 +200,7 @@ def pretrain(cfg, images: np.ndarray | None = None, show_progress: bool = True) 
 
     def end_of_epoch(it, out):
         save_simsiam(model, run_dir, cfg.image_size)
-        book.record(it, {"epoch": it // n_b, "loss": out["loss"], "z_std": out["z_std"],
+        book.record(it, {"epochs_done": it // n_b, "loss": out["loss"], "z_std": out["z_std"],
                          "z_std_healthy": 1.0 / math.sqrt(cfg.dim)})
         book.flush()
 

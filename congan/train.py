@@ -30,13 +30,13 @@ def main(argv=None):
     framework = peek.parse_known_args(argv)[0].framework
     cls = Framework2Config if framework == 2 else Framework1Config
     cfg, dry_run = parse_args(cls, argv, prog="congan/train.py")
-    from common.devices import select_gpus
-
-    select_gpus(cfg.gpu)
-    cfg = resolve(cfg, check_paths=not dry_run)
+    cfg = resolve(cfg, check_paths=not dry_run)  # flag errors exit before TensorFlow starts
     if dry_run:
         print(json.dumps(as_json(cfg), indent=2))
         return None
+    from common.devices import select_gpus
+
+    select_gpus(cfg.gpu)
     from congan.trainer import run_framework1, run_framework2
 
     return (run_framework2 if framework == 2 else run_framework1)(cfg)
