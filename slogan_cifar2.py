@@ -75,11 +75,13 @@ def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
     print(args)
     from common.devices import select_gpus
+    from common.slogan.cifar2_config import Cifar2Config
 
+    config = Cifar2Config(**vars(args)).validate()  # before TensorFlow starts
     select_gpus(args.gpu)
-    from common.slogan.cifar2 import Cifar2Config, run
+    from common.slogan.cifar2 import run
 
-    return run(Cifar2Config(**vars(args)))
+    return run(config)
 
 
 if __name__ == "__main__":

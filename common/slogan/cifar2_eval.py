@@ -28,7 +28,6 @@ from common.slogan.cifar2_data import Cifar2Streams
 from common.slogan.cifar2_step import Cifar2State, stateless_seed
 from common.slogan.losses import cosine_similarity_matrix
 
-FEATURE_CHOICES = ("inception", "classifier")
 # The original's intra_cluster_fid.py keeps the TTUR graph in res/ beside itself (the repository root).
 ICFID_CACHE_DIR = Path(__file__).resolve().parents[2] / "res"
 GENERATOR_BATCH = 100  # z batches of the original's map_fn over the generator and encoder

@@ -61,17 +61,24 @@ class Cifar2State:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
-def build_state(cfg, strategy: tf.distribute.Strategy | None = None) -> Cifar2State:
+def resnets(cfg) -> tuple[keras.Model, keras.Model, keras.Model]:
+    """The CIFAR-2 ResNets G, D, E of spec §4.2 (width ``cfg.channels``)."""
+    return (resnet.build_generator(cfg.latent_dim, cfg.channels), resnet.build_discriminator(cfg.channels),
+            resnet.build_encoder(cfg.latent_dim, cfg.channels))
+
+
+def build_state(cfg, strategy: tf.distribute.Strategy | None = None,
+                networks: Callable[..., tuple] = resnets) -> Cifar2State:
     """Create the models, prior, optimizers, step and generator (under ``strategy.scope()``).
 
     Args:
-        cfg: needs ``latent_dim``, ``num_cluster``, ``random_seed`` and ``channels``.
+        cfg: needs ``latent_dim``, ``num_cluster``, ``random_seed``, ``lr`` and ``channels``.
+        networks: ``networks(cfg) -> (G, D, E)`` built Keras models; G is called as
+            ``G(z, training=, update_stats=)`` (tests pass smaller nets with the same interface).
     """
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
-        g = resnet.build_generator(cfg.latent_dim, cfg.channels)
-        d = resnet.build_discriminator(cfg.channels)
-        e = resnet.build_encoder(cfg.latent_dim, cfg.channels)
+        g, d, e = networks(cfg)
         mixture = prior.GaussianMixturePrior(cfg.num_cluster, cfg.latent_dim, seed=cfg.random_seed)
         optimizers = [keras.optimizers.Adam(learning_rate=cfg.lr, **ADAM) for _ in range(3)]
         for opt, model in zip(optimizers, (g, d, e)):

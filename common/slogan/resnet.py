@@ -101,7 +101,22 @@ def _dense(names: _Names, units: int) -> keras.layers.Dense:
     )
 
 
-class Generator(keras.Model):
+class _NamedLayers(keras.Model):
+    """A model whose layers are attributes named by their TF1 names (``self.conv2d_3`` …).
+
+    Keras 3 does not put layers kept inside Python lists or tuples into a ``tf.train.Checkpoint``'s object
+    graph, so every layer is a direct attribute; the block structure is kept as tuples of names.
+    """
+
+    def _add(self, layer: keras.layers.Layer) -> str:
+        setattr(self, layer.name, layer)
+        return layer.name
+
+    def _layer(self, name: str) -> keras.layers.Layer:
+        return getattr(self, name)
+
+
+class Generator(_NamedLayers):
     """G: z [B, d] -> images [B, 32, 32, 3] in (−1, 1), 7 TF1 BatchNorms (spec §4.2, §4.3).
 
     Call args:
@@ -115,15 +130,17 @@ class Generator(keras.Model):
         self.latent_dim, self.channels = latent_dim, channels
         names = _Names()
         self.dense = _dense(names, 4 * 4 * channels)
-        self.blocks = []
+        blocks = []
         for _ in range(3):  # Up blocks: 4 -> 8 -> 16 -> 32
             # Creation order of the original: BN, conv 3×3, BN, conv 3×3, then the 1×1 shortcut.
-            bn1 = GeneratorBatchNorm(name=names("BatchNorm"))
-            conv1 = _conv(names, channels, 3, he=True)
-            bn2 = GeneratorBatchNorm(name=names("BatchNorm"))
-            conv2 = _conv(names, channels, 3, he=True)
-            shortcut = _conv(names, channels, 1, he=False)
-            self.blocks.append((bn1, conv1, bn2, conv2, shortcut))
+            blocks.append((
+                self._add(GeneratorBatchNorm(name=names("BatchNorm"))),
+                self._add(_conv(names, channels, 3, he=True)),
+                self._add(GeneratorBatchNorm(name=names("BatchNorm"))),
+                self._add(_conv(names, channels, 3, he=True)),
+                self._add(_conv(names, channels, 1, he=False)),
+            ))
+        self.block_names = tuple(blocks)
         self.bn_out = GeneratorBatchNorm(name=names("BatchNorm"))
         self.conv_out = _conv(names, 3, 3, he=False)
 
@@ -131,7 +148,8 @@ class Generator(keras.Model):
         """Feature maps after the dense layer and after each Up block: [B, 4|8|16|32, …, C]."""
         x = tf.reshape(self.dense(z), [-1, 4, 4, self.channels])
         outputs = [x]
-        for bn1, conv1, bn2, conv2, shortcut in self.blocks:
+        for block in self.block_names:
+            bn1, conv1, bn2, conv2, shortcut = (self._layer(name) for name in block)
             h = conv1(upsample(tf.nn.relu(bn1(x, training=training, update_stats=update_stats))))
             h = conv2(tf.nn.relu(bn2(h, training=training, update_stats=update_stats)))
             x = shortcut(upsample(x)) + h
@@ -145,10 +163,10 @@ class Generator(keras.Model):
 
     @property
     def batch_norms(self) -> list[TF1BatchNorm]:
-        return [layer for block in self.blocks for layer in (block[0], block[2])] + [self.bn_out]
+        return [self._layer(block[i]) for block in self.block_names for i in (0, 2)] + [self.bn_out]
 
 
-class Critic(keras.Model):
+class Critic(_NamedLayers):
     """D or E: images [B, 32, 32, 3] -> [B, out_dim]; residual blocks without normalisation (spec §4.2).
 
     Opt (32 -> 16): main conv3×3 -> ReLU -> conv3×3 -> pool; shortcut pool -> conv1×1.
@@ -161,20 +179,25 @@ class Critic(keras.Model):
         super().__init__(name=name)
         self.out_dim, self.channels = out_dim, channels
         names = _Names()
-        self.opt = [_conv(names, channels, 3, True), _conv(names, channels, 3, True), _conv(names, channels, 1, False)]
-        self.down = [_conv(names, channels, 3, True), _conv(names, channels, 3, True), _conv(names, channels, 1, False)]
-        self.plain = [(_conv(names, channels, 3, True), _conv(names, channels, 3, True)) for _ in range(2)]
+
+        def conv(size: int) -> str:
+            return self._add(_conv(names, channels, size, he=size == 3))
+
+        self.opt_names = (conv(3), conv(3), conv(1))
+        self.down_names = (conv(3), conv(3), conv(1))
+        self.plain_names = ((conv(3), conv(3)), (conv(3), conv(3)))
         self.head = _dense(names, out_dim)
 
     def stages(self, x) -> list[tf.Tensor]:
         """Feature maps after Opt, Down, Plain, Plain: [B, 16|8|8|8, …, C]."""
-        conv1, conv2, shortcut = self.opt
+        conv1, conv2, shortcut = (self._layer(name) for name in self.opt_names)
         x = shortcut(pool(x)) + pool(conv2(tf.nn.relu(conv1(x))))
         outputs = [x]
-        conv1, conv2, shortcut = self.down
+        conv1, conv2, shortcut = (self._layer(name) for name in self.down_names)
         x = pool(shortcut(x)) + pool(conv2(tf.nn.relu(conv1(tf.nn.relu(x)))))
         outputs.append(x)
-        for conv1, conv2 in self.plain:
+        for names in self.plain_names:
+            conv1, conv2 = (self._layer(name) for name in names)
             x = x + conv2(tf.nn.relu(conv1(tf.nn.relu(x))))
             outputs.append(x)
         return outputs
