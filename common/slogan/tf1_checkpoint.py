@@ -40,8 +40,8 @@ def is_tf1_checkpoint(prefix: str) -> bool:
 
 def _find(names: set[str], wanted: str) -> str | None:
     """``wanted`` itself, or a key ending in its layer-relative tail (TF1's doubled zero-debias scope)."""
-    if wanted in names:
-        return wanted
+    if wanted in names or "/" not in wanted:
+        return wanted if wanted in names else None
     scope, rest = wanted.split("/", 1)
     matches = [n for n in names if n.startswith(scope + "/") and n.endswith("/" + rest)]
     return matches[0] if len(matches) == 1 else None
