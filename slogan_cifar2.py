@@ -67,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--features", default="inception", choices=["inception", "classifier"],
                         help="feature network of FID/IS/ICFID (classifier numbers are not Inception numbers)")
     parser.add_argument("--jit_compile", action="store_true", help="compile the train step with XLA (one device)")
+    fixes = parser.add_argument_group("fixes of the original's oddities (off: reproduce the original)")
+    fixes.add_argument("--fix_eval_split", action="store_true",
+                       help="evaluate on the last 2000 images of each build, train on the rest (§9 #9)")
+    fixes.add_argument("--fix_n_critic_schedule", action="store_true",
+                       help="with --n_critic > 1, decay rates and temperature over all D steps of the run (§9 #15)")
+    fixes.add_argument("--fix_nmi_features", action="store_true",
+                       help="cluster raw encoder outputs for ARI/NMI, as the paper says (§9 #11)")
     return parser
 
 

@@ -124,6 +124,24 @@ def test_config_validation_names_the_flag(field, value, flag):
         tiny_config(**{field: value}).validate()
 
 
+def test_fix_flags_default_off_and_the_schedule_length():
+    cfg = Cifar2Config(n_critic=5)
+    assert not (cfg.fix_eval_split or cfg.fix_n_critic_schedule or cfg.fix_nmi_features)
+    assert cfg.schedule_length == 100000  # the original: rates reach 0 after iterations / n_critic (§9 #15)
+    assert dataclasses.replace(cfg, fix_n_critic_schedule=True).schedule_length == 500000
+
+
+def test_fixed_eval_split_and_nmi_on_encoder_outputs(monkeypatch):
+    monkeypatch.setattr(cifar2_data, "HELD_OUT", 20)
+    cfg = tiny_config(fix_eval_split=True, fix_nmi_features=True)
+    pieces = Cifar2Run(cfg, load_cifar10=fake_cifar, extractors=STUB)
+    total = cifar2_data.build_streams(tiny_config(), fake_cifar).train.size
+    assert pieces.streams.train.size == total - 20
+    assert pieces.streams.test.size == pieces.streams.fid.size == pieces.streams.icfid.size == 20
+    scores = pieces.evaluator.clustering()  # KMeans on [100, 16] encoder outputs
+    assert 0.0 <= scores["NMI"] <= 1.0
+
+
 def test_run_folder_is_a_string_concatenation():
     assert str(Cifar2Config(ratio_plane=3.7).run_dir("x")) == "logs/cifar2/3/x"
     assert str(Cifar2Config(log_dir="out", ratio_plane=5).run_dir("r")) == "out5/r"

@@ -22,7 +22,8 @@ class Cifar2Config:
 
     The fields up to ``reg`` are the original's flags. The rest are this port's optional additions, whose
     defaults reproduce the original: the run folder name, the feature extractor of the metrics and its files,
-    the CIFAR-10 cache, XLA, the evaluation sample counts and (Python API only) the network width.
+    the CIFAR-10 cache, XLA, the evaluation sample counts, (Python API only) the network width, and three
+    ``fix_*`` switches that repair oddities of the original (spec §9 #9, #11, #15).
     """
 
     log_dir: str = "./logs/cifar2/"
@@ -69,6 +70,10 @@ class Cifar2Config:
     icfid_real_size: int = 50000  # real images of ICFID
     icfid_fake_size: int = 5000  # generated images per component of ICFID
     channels: int = 128  # ResNet width (tests shrink it)
+    # -- fixes of the original's oddities (spec §9); off by default --
+    fix_eval_split: bool = False  # #9: evaluate on a held-out tail of 2000 images (the original's dead split)
+    fix_n_critic_schedule: bool = False  # #15: decay and temperature over iterations·n_critic D steps
+    fix_nmi_features: bool = False  # #11: KMeans on raw encoder outputs, as the paper says
 
     def validate(self) -> Cifar2Config:
         """Raise :class:`UsageError` naming the flag of the first invalid value; return self."""
@@ -96,6 +101,11 @@ class Cifar2Config:
         if self.run_name is not None and (not self.run_name or "/" in self.run_name or self.run_name in (".", "..")):
             raise UsageError(f"--run_name must be a plain folder name, got {self.run_name!r}")
         return self
+
+    @property
+    def schedule_length(self) -> int:
+        """I of the schedules: ``iterations`` (D steps, as the original), or iterations·n_critic when fixed."""
+        return self.iterations * (self.n_critic if self.fix_n_critic_schedule else 1)
 
     def run_dir(self, run_name: str) -> Path:
         """``log_dir + str(int(ratio_plane)) + '/' + run_name``: a plain string concatenation, as the original."""

@@ -19,9 +19,11 @@ import numpy as np
 import tensorflow as tf
 
 from common.data_slogan import make_cifar2, slogan_augment
+from common.errors import UsageError
 from common.slogan.data import SHUFFLE_BUFFER, ShuffledStream
 
 STREAMS = ("train", "test", "10k", "50k")
+HELD_OUT = 2000  # the original's dead ``split`` code: the last 2000 images of a build are the test split
 
 
 class RealStream(tf.Module):
@@ -82,7 +84,10 @@ def build_streams(cfg, load_cifar10: Callable | None = None, buffer_size: int = 
 
     Args:
         cfg: needs ``ratio_plane``, ``num_cluster``, ``random_seed``, ``batch_size``, ``val_size``,
-            ``fid_size`` (10 000) and ``icfid_real_size`` (50 000).
+            ``fid_size`` (10 000), ``icfid_real_size`` (50 000) and ``fix_eval_split``. With
+            ``fix_eval_split`` the training stream keeps all but the last 2000 images of its build and the
+            three evaluation streams only those last 2000 (what the original's unused ``split`` argument
+            did); by default every stream uses its whole build, as the original ran (spec §9 #9).
         load_cifar10: returns ``((x_train, y_train), (x_test, y_test))`` like ``keras.datasets.cifar10.load_data``
             (default: the cache written by ``download.py``).
     """
@@ -94,6 +99,12 @@ def build_streams(cfg, load_cifar10: Callable | None = None, buffer_size: int = 
     streams = []
     for k, (name, size) in enumerate(zip(STREAMS, sizes)):
         images, labels = make_cifar2(cfg.ratio_plane, cfg.num_cluster, load_cifar10=lambda: arrays, rng=rng)
+        if cfg.fix_eval_split:
+            if len(images) <= HELD_OUT:
+                raise UsageError(f"--fix_eval_split: CIFAR-2 has only {len(images)} images, fewer than the "
+                                 f"{HELD_OUT} held out plus a training set")
+            part = slice(None, -HELD_OUT) if name == "train" else slice(-HELD_OUT, None)
+            images, labels = images[part], labels[part]
         seed = int(np.random.SeedSequence([cfg.random_seed, k]).generate_state(1)[0] >> 1)
         streams.append(RealStream(images, labels, size, seed, buffer_size=buffer_size, name=f"cifar2_{name}"))
     return Cifar2Streams(*streams)

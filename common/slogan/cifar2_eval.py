@@ -103,7 +103,10 @@ class Cifar2Evaluator:
 
         @tf.function(autograph=False)
         def probabilities(x):
-            # prob_test = softmax_c cos(E(x), μ_c), [n, K] (spec §4.2 derived heads).
+            # prob_test = softmax_c cos(E(x), μ_c), [n, K] (spec §4.2 derived heads); with fix_nmi_features
+            # the raw encoder outputs [n, d], as the paper describes the clustering (spec §9 #11).
+            if cfg.fix_nmi_features:
+                return e(x)
             return tf.nn.softmax(cosine_similarity_matrix(e(x), prior.means()))
 
         self._mixture_images, self._component_images, self._probabilities = (
@@ -129,7 +132,10 @@ class Cifar2Evaluator:
         return self.state.prior.pi.numpy()
 
     def clustering(self) -> dict[str, float]:
-        """ARI and NMI of KMeans on softmax-cosine probabilities of one ``val_size`` test batch (spec §6.1, §9 #11)."""
+        """ARI and NMI of KMeans on softmax-cosine probabilities of one ``val_size`` test batch (spec §6.1, §9 #11).
+
+        With ``fix_nmi_features`` KMeans runs on the raw encoder outputs instead.
+        """
         images, labels = self.streams.test.next()
         probs = np.concatenate([self._probabilities(images[i : i + GENERATOR_BATCH]).numpy()
                                 for i in range(0, len(images), GENERATOR_BATCH)])

@@ -263,7 +263,7 @@ def make_train_step(state: Cifar2State, cfg, strategy: tf.distribute.Strategy | 
 
     def d_step(x_real):
         s = state.global_step
-        state.opt_d.learning_rate.assign(schedules.learning_rates(s, cfg.iterations, cfg.lr, cfg.lr_stein).d)
+        state.opt_d.learning_rate.assign(schedules.learning_rates(s, cfg.schedule_length, cfg.lr, cfg.lr_stein).d)
         draws = _d_draws(state, cfg, batch)
         out = strategy.run(lambda: _d_replica(state, cfg, x_real, draws))
         state.global_step.assign_add(1)
@@ -271,8 +271,8 @@ def make_train_step(state: Cifar2State, cfg, strategy: tf.distribute.Strategy | 
 
     def g_step():
         s = state.global_step
-        rates = schedules.learning_rates(s, cfg.iterations, cfg.lr, cfg.lr_stein)
-        temp = schedules.temperature(s, cfg.iterations, cfg.start_temp, cfg.end_temp)
+        rates = schedules.learning_rates(s, cfg.schedule_length, cfg.lr, cfg.lr_stein)
+        temp = schedules.temperature(s, cfg.schedule_length, cfg.start_temp, cfg.end_temp)
         state.opt_g.learning_rate.assign(rates.g)
         state.opt_e.learning_rate.assign(rates.e)
         draws = _g_draws(state.prior, state.rng, cfg, batch)
@@ -310,7 +310,7 @@ def make_summary_step(state: Cifar2State, cfg, rng: tf.random.Generator):
     def summary(x_true):
         g, d = state.generator, state.discriminator
         batch = x_true.shape[0]
-        temp = schedules.temperature(state.global_step, cfg.iterations, cfg.start_temp, cfg.end_temp)
+        temp = schedules.temperature(state.global_step, cfg.schedule_length, cfg.start_temp, cfg.end_temp)
         draws = _g_draws(state.prior, rng, cfg, batch)
         x_gen = g(draws["z_gen"], training=False)
         terms = contrastive_terms(state, cfg, draws["z_gen"], x_gen, draws["gumbel"], draws["augment"], temp)
