@@ -34,6 +34,19 @@ def seconds(call, repeats: int = 3) -> float:
     return (time.perf_counter() - start) / repeats
 
 
+def measure_periodic(state: SyntheticState, config: SyntheticConfig) -> dict:
+    """Seconds of one ``samples_<n>.png`` figure and of one clustering evaluation (10 000 points)."""
+    sampler = PlotSampler(state, config)
+    real = state.eval_batch()[0].numpy()
+
+    def figure():
+        points = sampler()
+        samples_figure(real, points["mixture"], points["components"], points["centres"])
+
+    return {"plot_s": round(seconds(figure), 3),
+            "clustering_s": round(seconds(lambda: clustering_scores(state, config), 2), 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -49,15 +62,7 @@ def main() -> None:
         result = time_calls(steps.iteration, repeats=args.repeats, calls_per_repeat=args.calls,
                             sync=lambda out: float(out["loss/d"]))
         if periodic is None:
-            sampler = PlotSampler(state, config)
-            real = state.eval_batch()[0].numpy()
-
-            def figure():
-                points = sampler()
-                samples_figure(real, points["mixture"], points["components"], points["centres"])
-
-            periodic = {"plot_s": round(seconds(figure), 3),
-                        "clustering_s": round(seconds(lambda: clustering_scores(state, config), 2), 3)}
+            periodic = measure_periodic(state, config)
         per_iteration = 1.0 / result["steps_per_sec"]
         total = (config.iterations * per_iteration + config.iterations / config.log_freq * periodic["plot_s"]
                  + config.iterations / config.metrics_every * periodic["clustering_s"])
