@@ -164,7 +164,7 @@ def _write_dump(path: Path, x_hat: np.ndarray) -> None:
             os.remove(tmp)
 
 
-def _warm_start(path: str, state: TrainState) -> None:
+def _warm_start(path: str, state: TrainState, cfg: TrainConfig) -> None:
     """``--checkpoint``: restore generator and optimizer (Adam slots, global step, a float lr) from ``path``.
 
     Every generator weight must be in the file; optimizer entries may be missing (e.g. the learning-rate
@@ -172,6 +172,10 @@ def _warm_start(path: str, state: TrainState) -> None:
     """
     restore(tf.train.Checkpoint(generator=state.generator), path)
     restore(tf.train.Checkpoint(optimizer=state.optimizer), path, partial=True)
+    if not cfg.lr_weight_decay and float(np.asarray(state.optimizer.learning_rate)) != np.float32(cfg.learning_rate):
+        # TF1 restored every variable, the learning-rate variable included: the checkpoint's rate wins.
+        log.warning("--checkpoint restored the learning rate %g of %s (not --learning_rate %g), as the original",
+                    float(np.asarray(state.optimizer.learning_rate)), path, cfg.learning_rate)
 
 
 def run(cfg: TrainConfig) -> Path:
@@ -206,7 +210,7 @@ def _train(cfg: TrainConfig, source: glo_data.DataFile) -> Path:
         start = int(state.loop_step.numpy())
         log.info("Resuming %s at iteration %d (global step %d)", checkpoints.latest, start, _global_step(state))
     elif cfg.checkpoint:
-        _warm_start(cfg.checkpoint, state)
+        _warm_start(cfg.checkpoint, state, cfg)
         log.info("Checkpoint %s loaded: global step %d", cfg.checkpoint, _global_step(state))
     touched = store.sync(state.codes)  # the file now holds exactly the table's codes
     if touched:

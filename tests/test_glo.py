@@ -357,9 +357,11 @@ def test_checkpoint_flag_warm_start(trained, monkeypatch):
     monkeypatch.chdir(root)
     args = trainer_parser().parse_args(["--checkpoint", str(run_dir / "model-3"), "--max_steps", "2",
                                         "--output_save_step", "1", "--prefix", "resumed", "--no_progress",
-                                        "--eval_step", "2", "--eval_batches", "1"])
-    new_dir = train.run(config_from_args(TrainConfig, args))
-    assert new_dir.name.startswith("resumed-MNIST_lr_0.0001-")
+                                        "--eval_step", "2", "--eval_batches", "1", "--learning_rate", "0.001"])
+    with captured_log() as records:
+        new_dir = train.run(config_from_args(TrainConfig, args))
+    assert new_dir.name.startswith("resumed-MNIST_lr_0.001-")
+    assert any("restored the learning rate 0.0001" in m for m in messages(records))  # TF1 restored it too
     assert {p.name for p in new_dir.glob("model-*.index")} == {"model-4.index", "model-5.index"}
     old, new = tf.train.load_checkpoint(str(run_dir / "model-3")), tf.train.load_checkpoint(str(new_dir / "model-4"))
     assert new.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 4
