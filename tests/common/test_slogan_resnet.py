@@ -89,34 +89,40 @@ def test_tf1_variable_names_follow_creation_order(full_nets):
     assert len(dnames) == 22
 
 
-def _bn_step(strategy, z):
+def _bn_step(strategy, x):
+    """One training-mode call with statistics update of a GeneratorBatchNorm, the batch split over replicas."""
     with strategy.scope():
-        keras.utils.set_random_seed(0)
-        g = resnet.build_generator(8, channels=8)
+        bn = resnet.GeneratorBatchNorm()
+        bn.build(x.shape)
+        bn.gamma.assign(np.linspace(0.5, 2.0, x.shape[-1]))
 
-    @tf.function
+    @tf.function(autograph=False)
     def step():
         def replica():
             ctx = tf.distribute.get_replica_context()
-            local = tf.reshape(z, [ctx.num_replicas_in_sync, -1, 8])[ctx.replica_id_in_sync_group]
+            n = ctx.num_replicas_in_sync
+            local = tf.reshape(x, [n, -1, *x.shape[1:]])[ctx.replica_id_in_sync_group]
             with tf.GradientTape() as tape:
                 tape.watch(local)
-                loss = tf.reduce_sum(tf.square(g(local, training=True, update_stats=True)))
+                loss = tf.reduce_sum(bn(local, training=True, update_stats=True) ** 3)
             return tape.gradient(loss, local)
 
         return strategy.run(replica)
 
     grads = np.concatenate([v.numpy() for v in strategy.experimental_local_results(step())])
-    return grads, [v.numpy() for v in g.non_trainable_weights]
+    return grads, [v.numpy() for v in (bn.moving_mean, bn.moving_variance)]
 
 
-def test_cross_replica_batch_norm_matches_one_device():
+def test_batch_norm_statistics_span_every_replica():
+    """Fused kernel on one device == all-reduced moments on two: outputs' gradients and moving statistics."""
     if len(tf.config.list_logical_devices("CPU")) < 2:
         pytest.skip("TensorFlow was initialised before conftest could split the CPU")
-    z = tf.constant(np.random.RandomState(0).normal(size=(8, 8)).astype(np.float32))
-    one_grad, one_stats = _bn_step(tf.distribute.get_strategy(), z)
-    two_grad, two_stats = _bn_step(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), z)
+    x = tf.constant(np.random.RandomState(0).normal(1.0, 2.0, size=(8, 4, 4, 3)).astype(np.float32))
+    one_grad, one_stats = _bn_step(tf.distribute.get_strategy(), x)
+    two_grad, two_stats = _bn_step(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), x)
     np.testing.assert_allclose(two_grad, one_grad, rtol=1e-4, atol=1e-4 * np.abs(one_grad).max())
+    flat = x.numpy().reshape(-1, 3)
+    np.testing.assert_allclose(one_stats[0], flat.mean(0), rtol=1e-5)  # zero-debiased: exactly the batch mean
+    np.testing.assert_allclose(one_stats[1], 0.9 + 0.1 * flat.var(0, ddof=1), rtol=1e-5)  # unbiased variance
     for a, b in zip(one_stats, two_stats):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
-    assert not np.allclose(one_stats[0], 0.0)  # the statistics did move
