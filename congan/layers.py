@@ -80,6 +80,21 @@ class LazyBuild:
         self.built = True
 
 
+def track(owner, name: str, items) -> list:
+    """Give ``owner`` the list ``name`` of sublayers, each also an attribute ``<name>_<i>``.
+
+    Keras 3 wraps list attributes in its own tracking list, which ``tf.train.Checkpoint`` does not see; the
+    named attributes make every sublayer part of the checkpoint, the plain list keeps iteration simple.
+    ``None`` entries are kept in the list and get no attribute.
+    """
+    items = list(items)
+    for i, item in enumerate(items):
+        if item is not None:
+            setattr(owner, f"{name}_{i}", item)
+    object.__setattr__(owner, name, items)
+    return items
+
+
 class TorchLayer(keras.layers.Layer):
     """Base of the leaf layers. ``torch_tensors()`` maps each PyTorch state-dict suffix of the layer to
     ``(variable, to_torch, from_torch)``; leaves without weights map nothing."""

@@ -34,6 +34,7 @@ from congan.layers import (
     SNLinear,
     kaiming_normal_fan_out,
     l2_normalize,
+    track,
     xavier_uniform,
 )
 
@@ -155,8 +156,8 @@ class ResNetGenerator(LazyBuild, keras.Model):
         self.z_dim, self.nf, self.image_size, self.repr_dim = z_dim, num_features, image_size, repr_dim
         self.conditioning = conditioning
         self.dense = Linear(4 * 4 * num_features, kernel_initializer=xavier_uniform(1.0), name="dense")
-        self.blocks = [_GeneratorBlock(num_features, conditioning, cbn_init, name=f"block{k}")
-                       for k in range(1, 4 if image_size == 32 else 5)]
+        track(self, "blocks", [_GeneratorBlock(num_features, conditioning, cbn_init, name=f"block{k}")
+                               for k in range(1, 4 if image_size == 32 else 5)])
         self.bn = _make_norm(num_features, conditioning, cbn_init, "bn")
         self.final = Conv2d(3, 3, 1, 1, kernel_initializer=xavier_uniform(1.0), name="final")
 
@@ -226,7 +227,8 @@ class ResNetDiscriminator(LazyBuild, keras.Model):
         self.nf, self.image_size = num_features, image_size
         self.hidden_dim = num_features * (4 if image_size == 64 else 1)
         kinds = ["first", "down", "plain", "plain"] + (["plain"] if image_size == 64 else [])
-        self.blocks = [_DiscriminatorBlock(num_features, kind, name=f"model_{i}") for i, kind in enumerate(kinds)]
+        track(self, "blocks", [_DiscriminatorBlock(num_features, kind, name=f"model_{i}")
+                               for i, kind in enumerate(kinds)])
         self.fc = SNLinear(1, kernel_initializer=xavier_uniform(1.0), name="fc")
 
     def call(self, x, training=False):
@@ -252,9 +254,9 @@ class DCGANGenerator(LazyBuild, keras.Model):
         nf = num_features
         self.z_dim, self.conditioning = z_dim, conditioning
         widths = [8 * nf, 4 * nf, 2 * nf, nf] + ([nf // 2] if image_size == 64 else [])
-        self.convs = [ConvTranspose2d(w, 4, 1 if i == 0 else 2, 0 if i == 0 else 1, name=f"conv{i + 1}")
-                      for i, w in enumerate(widths)]
-        self.bns = [_make_norm(w, conditioning, cbn_init, f"bn{i + 1}") for i, w in enumerate(widths)]
+        track(self, "convs", [ConvTranspose2d(w, 4, 1 if i == 0 else 2, 0 if i == 0 else 1, name=f"conv{i + 1}")
+                              for i, w in enumerate(widths)])
+        track(self, "bns", [_make_norm(w, conditioning, cbn_init, f"bn{i + 1}") for i, w in enumerate(widths)])
         self.final_conv = ConvTranspose2d(3, 3, 1, 1, name="final_conv")
 
     def call(self, z, r, training=False):
@@ -279,10 +281,11 @@ class DCGANDiscriminator(LazyBuild, keras.Model):
         super().__init__(**kwargs)
         nf = num_features
         spec = [(nf, 3, 1), (nf, 4, 2), (2 * nf, 3, 1), (2 * nf, 4, 2), (4 * nf, 3, 1), (4 * nf, 4, 2), (8 * nf, 3, 1)]
-        self.main = [SNConv2d(f, k, s, 1, name=f"main_{2 * i}") for i, (f, k, s) in enumerate(spec)]
-        self.from64 = []
+        track(self, "main", [SNConv2d(f, k, s, 1, name=f"main_{2 * i}") for i, (f, k, s) in enumerate(spec)])
+        from64 = []
         if image_size == 64:
-            self.from64 = [SNConv2d(8 * nf, 3, 2, 1, name="from64_0"), SNConv2d(16 * nf, 3, 1, 1, name="from64_2")]
+            from64 = [SNConv2d(8 * nf, 3, 2, 1, name="from64_0"), SNConv2d(16 * nf, 3, 1, 1, name="from64_2")]
+        track(self, "from64", from64)
         self.hidden_dim = 4 * 4 * (16 if image_size == 64 else 8) * nf
         self.fc = SNLinear(1, name="fc")
 
@@ -335,17 +338,18 @@ class _ResNetBlock(LazyBuild, keras.layers.Layer):
         last_gamma = "zeros" if zero_init_residual else "ones"
         if kind == "bottleneck":
             out = width * 4
-            self.layers_ = [Conv2d(width, 1, **conv, name="conv1"), BatchNorm(name="bn1"),
-                            Conv2d(width, 3, stride, 1, **conv, name="conv2"), BatchNorm(name="bn2"),
-                            Conv2d(out, 1, **conv, name="conv3"), BatchNorm(gamma_initializer=last_gamma, name="bn3")]
+            layers = [Conv2d(width, 1, **conv, name="conv1"), BatchNorm(name="bn1"),
+                      Conv2d(width, 3, stride, 1, **conv, name="conv2"), BatchNorm(name="bn2"),
+                      Conv2d(out, 1, **conv, name="conv3"), BatchNorm(gamma_initializer=last_gamma, name="bn3")]
         else:
             out = width
-            self.layers_ = [Conv2d(width, 3, stride, 1, **conv, name="conv1"), BatchNorm(name="bn1"),
-                            Conv2d(width, 3, 1, 1, **conv, name="conv2"),
-                            BatchNorm(gamma_initializer=last_gamma, name="bn2")]
-        self.downsample = None
+            layers = [Conv2d(width, 3, stride, 1, **conv, name="conv1"), BatchNorm(name="bn1"),
+                      Conv2d(width, 3, 1, 1, **conv, name="conv2"), BatchNorm(gamma_initializer=last_gamma, name="bn2")]
+        track(self, "layers_", layers)
         if needs_downsample:
-            self.downsample = [Conv2d(out, 1, stride, **conv, name="ds_conv"), BatchNorm(name="ds_bn")]
+            track(self, "downsample", [Conv2d(out, 1, stride, **conv, name="ds_conv"), BatchNorm(name="ds_bn")])
+        else:
+            object.__setattr__(self, "downsample", None)
 
     def call(self, x, training=False):
         h = x
@@ -387,7 +391,7 @@ class SimSiamEncoder(LazyBuild, keras.Model):
             self.conv1 = Conv2d(stem_width, 3, 1, 1, **conv, name="conv1")
         self.bn1 = BatchNorm(name="bn1")
         expansion = 4 if kind == "bottleneck" else 1
-        self.stages = []
+        stages = []
         in_ch = stem_width
         for s, (n, width) in enumerate(zip(blocks, widths)):
             stage = []
@@ -397,12 +401,13 @@ class SimSiamEncoder(LazyBuild, keras.Model):
                 stage.append(_ResNetBlock(width, stride, kind, needs_ds, zero_init_residual,
                                           name=f"layer{s + 1}_{b}"))
                 in_ch = width * expansion
-            self.stages.append(stage)
+            stages.append(track(self, f"stage{s}", stage))
+        object.__setattr__(self, "stages", stages)
         self.prev_dim = in_ch
-        self.fc = [Linear(in_ch, use_bias=False, name="fc0"), BatchNorm(name="fc1"),
+        track(self, "fc", [Linear(in_ch, use_bias=False, name="fc0"), BatchNorm(name="fc1"),
                    Linear(in_ch, use_bias=False, name="fc3"), BatchNorm(name="fc4"),
                    Linear(dim, use_bias=False, name="fc6"), FrozenBias(in_ch, name="fc6_bias"),
-                   BatchNorm(center=False, scale=False, name="fc7")]
+                   BatchNorm(center=False, scale=False, name="fc7")])
 
     def backbone(self, x, training=False):
         h = tf.nn.relu(self.bn1(self.conv1(x), training=training))
@@ -462,9 +467,10 @@ class F1Generator(LazyBuild, keras.Model):
     def __init__(self, latent_dim=256, repr_dim=2048, **kwargs):
         super().__init__(**kwargs)
         hidden = repr_dim // 10
-        self.linears = [Linear(hidden if i < 6 else repr_dim, use_bias=False, name=f"lin{3 * i}") for i in range(7)]
-        self.bns = [BatchNorm(name=f"bn{3 * i + 1}") for i in range(6)]
-        self.bns.append(BatchNorm(center=False, scale=False, name="bn19"))
+        track(self, "linears", [Linear(hidden if i < 6 else repr_dim, use_bias=False, name=f"lin{3 * i}")
+                                for i in range(7)])
+        track(self, "bns", [BatchNorm(name=f"bn{3 * i + 1}") for i in range(6)]
+              + [BatchNorm(center=False, scale=False, name="bn19")])
 
     def call(self, z, training=False):
         h = z
@@ -526,8 +532,8 @@ class FlexDCGANEncoder(LazyBuild, keras.Model):
     def __init__(self, num_latents=256, image_size=64, num_features=64, batchnorm=True, sigmoid=True, **kwargs):
         super().__init__(**kwargs)
         sizes, widths = _flex_dcgan_sizes(image_size, num_features)
-        self.convs = [Conv2d(w, 4, 2, 1, use_bias=False, name=f"conv{i}") for i, w in enumerate(widths)]
-        self.bns = [BatchNorm(name=f"bn{i}") if batchnorm else None for i in range(len(widths))]
+        track(self, "convs", [Conv2d(w, 4, 2, 1, use_bias=False, name=f"conv{i}") for i, w in enumerate(widths)])
+        track(self, "bns", [BatchNorm(name=f"bn{i}") if batchnorm else None for i in range(len(widths))])
         self.out = Conv2d(num_latents, sizes[-1], 1, 0, use_bias=False, name="out")
         self.sigmoid = sigmoid
 
@@ -563,10 +569,9 @@ class FlexDCGANDecoder(LazyBuild, keras.Model):
         sizes, widths = _flex_dcgan_sizes(image_size, num_features)
         widths = widths[::-1]
         self.num_latents = num_latents
-        self.convs = [ConvTranspose2d(widths[0], sizes[-1], 1, 0, use_bias=False, name="convT0")]
-        self.convs += [ConvTranspose2d(w, 4, 2, 1, use_bias=False, name=f"convT{i + 1}")
-                       for i, w in enumerate(widths[1:])]
-        self.bns = [BatchNorm(name=f"bn{i}") for i in range(len(self.convs))]
+        track(self, "convs", [ConvTranspose2d(widths[0], sizes[-1], 1, 0, use_bias=False, name="convT0")]
+              + [ConvTranspose2d(w, 4, 2, 1, use_bias=False, name=f"convT{i + 1}") for i, w in enumerate(widths[1:])])
+        track(self, "bns", [BatchNorm(name=f"bn{i}") for i in range(len(self.convs))])
         self.out = ConvTranspose2d(3, 4 + image_size % 2, 2, 1, use_bias=False, name="out")
 
     def call(self, p, training=False):

@@ -101,7 +101,7 @@ def save_simsiam(model: SimSiam, run_dir: str | Path, image_size: int) -> Path:
     return path
 
 
-class TorchSGD:
+class TorchSGD(tf.Module):
     """``torch.optim.SGD(momentum, weight_decay)``: g += wd w; buf = mu buf + g; w -= lr buf.
 
     The learning rate is a variable per parameter group; the momentum buffers are variables, so both
@@ -109,6 +109,7 @@ class TorchSGD:
     """
 
     def __init__(self, groups: dict[str, list], momentum=0.9, weight_decay=1e-4):
+        super().__init__(name="sgd")
         self.groups = groups
         self.momentum, self.weight_decay = momentum, weight_decay
         self.lr = {name: tf.Variable(0.0, trainable=False, name=f"lr_{name}") for name in groups}
@@ -124,10 +125,6 @@ class TorchSGD:
                 buf.assign(tf.where(self.iterations > 0, self.momentum * buf + grad, grad))
                 var.assign_sub(self.lr[name] * buf)
         self.iterations.assign_add(1)
-
-    def trackables(self):
-        return {"lr": list(self.lr.values()), "buffers": [b for bs in self.buffers.values() for b in bs],
-                "iterations": self.iterations}
 
 
 def make_pretrain_step(model: SimSiam, optimizer: TorchSGD, rng: tf.random.Generator, image_size: int,
@@ -182,7 +179,7 @@ def pretrain(cfg, images: np.ndarray | None = None, show_progress: bool = True) 
                           "predictor": model.predictor.trainable_variables}, cfg.momentum, cfg.weight_decay)
     rng = make_generator(cfg.seed)
     step = make_pretrain_step(model, optimizer, rng, cfg.image_size, cfg.jit_compile)
-    ckpt = Checkpoints(run_dir, model=model, rng=rng, **optimizer.trackables())
+    ckpt = Checkpoints(run_dir, model=model, rng=rng, optimizer=optimizer)
     start = ckpt.restore_latest()
     lr0 = cfg.lr * cfg.batch_size / 256
     n_b = batches.num_batches

@@ -51,8 +51,14 @@ class _EpochMeans:
         return means
 
 
-def run_framework2(cfg, images: np.ndarray | None = None, show_progress: bool = True) -> Path:
-    """Train Framework 2 for a resolved :class:`Framework2Config`; returns the run folder."""
+def run_framework2(cfg, images: np.ndarray | None = None, show_progress: bool = True,
+                   stop_after: int | None = None) -> Path:
+    """Train Framework 2 for a resolved :class:`Framework2Config`; returns the run folder.
+
+    Args:
+        images: uint8 [N, S, S, 3] training images (tests); default: read ``cfg.dataset``.
+        stop_after: end after this many iterations (an interruption, for resume tests).
+    """
     cfg = resolve_seed(cfg)
     run_dir, _ = prepare_run_dir(cfg.run_dir, cfg)
     set_seed(cfg.seed)
@@ -135,7 +141,7 @@ def run_framework2(cfg, images: np.ndarray | None = None, show_progress: bool = 
             frames.render()
         book.flush()
 
-    total = cfg.epochs * per_epoch
+    total = cfg.epochs * per_epoch if stop_after is None else min(stop_after, cfg.epochs * per_epoch)
     train_loop(step_fn, start=start, total=total, checkpoints=ckpt,
                save_every=cfg.checkpoint_every or per_epoch, hooks=[Every(1, after_iteration)],
                progress_text=lambda o: " ".join(f"{k} {o[k]:.3f}" for k in ("loss/G", "loss/D") if k in o),
@@ -144,7 +150,8 @@ def run_framework2(cfg, images: np.ndarray | None = None, show_progress: bool = 
     return run_dir
 
 
-def run_framework1(cfg, images: np.ndarray | None = None, show_progress: bool = True) -> Path:
+def run_framework1(cfg, images: np.ndarray | None = None, show_progress: bool = True,
+                   stop_after: int | None = None) -> Path:
     """Train Framework 1 for a resolved :class:`Framework1Config`; returns the run folder.
 
     Layout: config.json, model-<iteration>.* (resume), events, metrics.jsonl,
@@ -194,7 +201,8 @@ def run_framework1(cfg, images: np.ndarray | None = None, show_progress: bool = 
                 frames.render()
             book.flush()
 
-    train_loop(step_fn, start=start, total=cfg.epochs * n_b, checkpoints=ckpt,
+    total = cfg.epochs * n_b if stop_after is None else min(stop_after, cfg.epochs * n_b)
+    train_loop(step_fn, start=start, total=total, checkpoints=ckpt,
                save_every=cfg.checkpoint_every or n_b, hooks=[Every(1, after_iteration)],
                progress_text=lambda o: " ".join(f"{k} {o[k]:.3f}" for k in ("loss/D", "loss/G", "Rec loss") if k in o),
                desc="congan-f1", show_progress=show_progress)
