@@ -20,6 +20,7 @@ Two details decide the numbers and are kept on purpose:
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 # Channels of the five blocks (the original's get_deconv_info); the last entry is the image channel count.
@@ -47,11 +48,23 @@ def channel_table(dataset: str | None, image_channels: int) -> tuple[int, ...]:
     return CHANNELS["SVHN"][:-1] + (int(image_channels),)
 
 
+def _legacy_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source taps of TF1's legacy bilinear resize along one axis: output i reads ``src = i * in / out``
+    (float32, as the kernel), between rows floor(src) and min(ceil(src), in - 1) with weight src - floor(src)."""
+    scale = np.float32(in_size) / np.float32(out_size)
+    src = np.arange(out_size, dtype=np.float32) * scale
+    low = np.floor(src)
+    high = np.minimum(np.ceil(src), in_size - 1)
+    return low.astype(np.int32), high.astype(np.int32), (src - low).astype(np.float32)
+
+
 def legacy_resize_bilinear(images: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
-    """TF1 ``resize_bilinear`` (align_corners=False, half_pixel_centers=False).
+    """TF1 ``resize_bilinear`` (align_corners=False, half_pixel_centers=False), written with gathers.
 
     Output pixel ``i`` samples the input at ``i * in / out`` (clamped at the last pixel), so x2 upsampling of
-    [1, 3, 7, 15] gives [1, 2, 3, 5, 7, 11, 15, 15]. A resize to the same size is the identity.
+    [1, 3, 7, 15] gives [1, 2, 3, 5, 7, 11, 15, 15]. A resize to the same size is the identity. The values match
+    the ``ResizeBilinear`` kernel (horizontal interpolation first, then vertical); unlike that op, they stay the
+    same under XLA, whose lowering of the 32 -> 28 legacy downscale differs.
 
     Args:
         images: [B, H, W, C] float32.
@@ -59,8 +72,17 @@ def legacy_resize_bilinear(images: tf.Tensor, size: tuple[int, int]) -> tf.Tenso
     Returns:
         [B, out_h, out_w, C] float32.
     """
-    return tf.raw_ops.ResizeBilinear(images=images, size=tf.constant(size, tf.int32), align_corners=False,
-                                     half_pixel_centers=False)
+    in_h, in_w = images.shape[1], images.shape[2]
+    out_h, out_w = size
+    if (in_h, in_w) == (out_h, out_w):
+        return images
+    left, right, x_lerp = _legacy_taps(in_w, out_w)
+    x_lerp = tf.constant(x_lerp[None, None, :, None])
+    left_values, right_values = tf.gather(images, left, axis=2), tf.gather(images, right, axis=2)
+    rows = left_values + (right_values - left_values) * x_lerp  # [B, H, out_w, C]
+    top, bottom, y_lerp = _legacy_taps(in_h, out_h)
+    top_values, bottom_values = tf.gather(rows, top, axis=1), tf.gather(rows, bottom, axis=1)
+    return top_values + (bottom_values - top_values) * tf.constant(y_lerp[None, :, None, None])
 
 
 class BilinearDeconv(keras.layers.Layer):
