@@ -197,6 +197,8 @@ def run(cfg, run_dir: str | Path) -> list[Path]:
     cfg = build.to_dict(cfg)
     run_dir = Path(run_dir)
     checkpoint = require_checkpoint(cfg)
+    alphas = cfg.get("alphas", [-0.3, -0.2, -0.1, 0, 0.1, 0.2, 0.3])
+    split_alphas(alphas)  # bad alphas fail before anything is built
     seed_everything(cfg)
     generator = build.build_generator(cfg)
     model = build.build_model(cfg, generator.latent_dim)
@@ -206,8 +208,6 @@ def run(cfg, run_dir: str | Path) -> list[Path]:
     feed = build.feed_layers(cfg, generator)
     samples = load_samples(cfg.get("n_samples", 10), generator)
     dirs = choose_directions(cfg.get("n_dirs", 10), model.k)
-    alphas = cfg.get("alphas", [-0.3, -0.2, -0.1, 0, 0.1, 0.2, 0.3])
-    split_alphas(alphas)
     editor = Editor(generator, model, feed)
     written = []
     bar = Progress(total=len(samples), desc="Generating... ")

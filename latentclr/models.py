@@ -127,15 +127,25 @@ class StackedMLP(keras.layers.Layer):
             raise UsageError(f"depth must be >= 1, got {depth}")
         self.depth = depth
         first_out = out_features if depth == 1 else middle_features
-        self.linears = [StackedDense(n_nets, in_features, first_out, bias if first_layer_bias_fix else True,
-                                     name="linear_1")]
-        self.norms = []
+        # One attribute per layer (linear_1, batchnorm_1, ...): Keras 3 does not show layers held in Python
+        # lists to tf.train.Checkpoint, which would silently drop them (BatchNorm statistics included).
+        self.linear_1 = StackedDense(n_nets, in_features, first_out, bias if first_layer_bias_fix else True,
+                                     name="linear_1")
         for i in range(depth - 1):
             last = i == depth - 2
-            self.norms.append(StackedBatchNorm(n_nets, middle_features, name=f"batchnorm_{i + 1}"))
-            self.linears.append(StackedDense(n_nets, middle_features, out_features if last else middle_features,
-                                             False if last else bias, name=f"linear_{i + 2}"))
+            setattr(self, f"batchnorm_{i + 1}", StackedBatchNorm(n_nets, middle_features, name=f"batchnorm_{i + 1}"))
+            setattr(self, f"linear_{i + 2}", StackedDense(n_nets, middle_features,
+                                                          out_features if last else middle_features,
+                                                          False if last else bias, name=f"linear_{i + 2}"))
         self.final_norm = StackedBatchNorm(n_nets, out_features, name=f"batchnorm_{depth}") if final_norm else None
+
+    @property
+    def linears(self) -> list[StackedDense]:
+        return [getattr(self, f"linear_{i + 1}") for i in range(self.depth)]
+
+    @property
+    def norms(self) -> list[StackedBatchNorm]:
+        return [getattr(self, f"batchnorm_{i + 1}") for i in range(self.depth - 1)]
 
     def call(self, x, training=False, net=None):
         x = self.linears[0](x, net=net)

@@ -26,7 +26,8 @@ class Source:
 
     Args:
         latent_dim: S.
-        stages: ``[(name, fn)]``; fn maps the previous stage's output (the latent [B, S] for the first) on.
+        stages: ``[(name, fn)]``; fn maps the previous stage's output (the latent [B, S] for the first) on,
+            or, with ``chained=False``, the latent itself.
         sample: ``sample(rng, n) -> [n, S]`` float32 latents of the paper's prior.
         output_range: range of the last stage's images (mapped to [0, 1] for the grids).
         image_context: images of a batch-statistics generator are rendered in a batch padded to this many
@@ -34,9 +35,9 @@ class Source:
     """
 
     def __init__(self, latent_dim: int, stages: Sequence[tuple[str, Callable]], sample: Callable,
-                 output_range=(-1.0, 1.0), image_context: int = 0):
+                 output_range=(-1.0, 1.0), image_context: int = 0, chained: bool = True):
         self.latent_dim, self.stages, self.sample = int(latent_dim), list(stages), sample
-        self.output_range, self.image_context = tuple(output_range), int(image_context)
+        self.output_range, self.image_context, self.chained = tuple(output_range), int(image_context), chained
 
     @property
     def names(self) -> list[str]:
@@ -45,6 +46,8 @@ class Source:
     def forward(self, z, stop_at: str | None = None):
         if stop_at is not None and stop_at not in self.names:
             raise UsageError(f"generator.feature_layer={stop_at!r}: the layers are {', '.join(self.names)}")
+        if not self.chained:  # every stage maps the latent itself
+            return dict(self.stages)[stop_at or self.names[-1]](z)
         x = z
         for name, fn in self.stages:
             x = fn(x)
@@ -200,7 +203,8 @@ def load_slogan(run_dir: Path, checkpoint: str | None, class_name=None, **unused
 
     Latents come from q(z) (component drawn with probabilities pi); an integer ``class_name`` samples one
     mixture component (SLOGAN's attribute clusters). BatchNorm runs on its moving statistics (inference).
-    Stages: ``dense`` (4x4), ``up1`` (8x8), ``up2`` (16x16), ``up3`` (32x32), ``output`` (tanh image).
+    Stages: ``dense`` (4x4), ``up1`` (8x8), ``up2`` (16x16), ``up3`` (32x32), ``output`` (tanh image); they come
+    from the model's ``stages()``, which runs all Up blocks (a feature layer before ``up3`` costs the full pass).
     """
     from common.slogan.prior import GaussianMixturePrior
     from common.slogan.resnet import build_generator
@@ -225,32 +229,11 @@ def load_slogan(run_dir: Path, checkpoint: str | None, class_name=None, **unused
         eps = rng.standard_normal((n, latent_dim))
         return (means[comps] + np.einsum("nij,nj->ni", chols[comps], eps)).astype(np.float32)
 
-    stages = slogan_stages(generator)
-    check = tf.constant(sample(np.random.RandomState(0), 2))
-    if not np.allclose(Source(latent_dim, stages, sample).forward(check), generator(check, training=False), atol=1e-5):
-        raise UsageError("SLOGAN generator: the staged forward pass does not match common.slogan.resnet.Generator")
-    return Source(latent_dim, stages, sample)
-
-
-def slogan_stages(generator) -> list[tuple[str, Callable]]:
-    """``Generator.stages`` of common/slogan/resnet.py one block at a time, so the pass can stop early
-    (checked against the model's own call when loading)."""
-    from common.slogan.resnet import upsample
-
-    def block(layers):
-        bn1, conv1, bn2, conv2, shortcut = layers
-
-        def up(x):
-            h = conv1(upsample(tf.nn.relu(bn1(x, training=False))))
-            h = conv2(tf.nn.relu(bn2(h, training=False)))
-            return shortcut(upsample(x)) + h
-
-        return up
-
-    stages = [("dense", lambda z: tf.reshape(generator.dense(z), [-1, 4, 4, generator.channels]))]
-    stages += [(f"up{i + 1}", block(layers)) for i, layers in enumerate(generator.blocks)]
-    stages.append(("output", lambda x: tf.tanh(generator.conv_out(tf.nn.relu(generator.bn_out(x, training=False))))))
-    return stages
+    # Only the model's public API: stages() gives the maps after the dense layer and each Up block.
+    stages = [(name, (lambda z, i=i: generator.stages(z, training=False)[i]))
+              for i, name in enumerate(("dense", "up1", "up2", "up3"))]
+    stages.append(("output", lambda z: generator(z, training=False)))
+    return Source(latent_dim, stages, sample, chained=False)
 
 
 LOADERS: dict[str, Callable[..., Source]] = {"glo": load_glo, "slogan": load_slogan}
