@@ -275,10 +275,10 @@ def _train(cfg: dict, run_dir: Path) -> dict:
     if cfg.get("mixed_precision"):
         raise UsageError("mixed_precision=true is not supported (the original's AMP loop crashes at start); "
                          "use mixed_precision=false")
+    seed_everything(cfg)
+    pieces = Pieces(cfg)  # every check of the config and the generator happens here, before anything is written
     if save:
         prepare_run_dir(run_dir, flatten(cfg), ignore=RESUME_IGNORED)
-    seed_everything(cfg)
-    pieces = Pieces(cfg)
     model, projector = pieces.model, pieces.projector
     train_projector = bool(cfg.get("train_projector", True))
     model_vars = list(model.trainable_variables)

@@ -101,6 +101,20 @@ def test_biggan_structure_and_names():
         g.partial_forward(z, "generator.layers.9")
 
 
+@pytest.mark.slow
+def test_biggan_deep_256_structure_random_weights():
+    from latentclr.generators.biggan import biggan_config
+
+    g = BigGANGenerator(config=biggan_config(256), class_name="bulbul")
+    z = tf.constant(g.sample_latent(1, seed=0))
+    assert g.n_latent() == 13
+    assert g.partial_forward(z, "generator.layers.0").shape == (1, 4, 4, 2048)
+    assert g.partial_forward(z, "generator.layers.4").shape == (1, 16, 16, 1024)
+    assert g.partial_forward(z, "generator.layers.8").shape == (1, 64, 64, 512)  # the attention block
+    image = g(z).numpy()
+    assert image.shape == (1, 256, 256, 3) and -0.01 <= image.min() and image.max() <= 1.01
+
+
 def test_biggan_sampler_is_truncated_normal():
     g = BigGANGenerator(config=dict(TINY_BIGGAN, z_dim=128), class_name=0, truncation=0.4)
     z = g.sample_latent(64, seed=3)

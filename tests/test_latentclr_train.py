@@ -194,8 +194,13 @@ def test_gen_writes_the_original_grids(toys, tmp_path):
     assert not np.array_equal(cells[0][0], cells[0][2])
     np.testing.assert_array_equal(out["global", "true"][0], out["global", "false"][0])  # global: Euler = direct
     assert not np.array_equal(out["nonlinear", "true"][0], out["nonlinear", "false"][0])
-    editor_titles = generate.split_alphas([-2, -1, 0, 1, 2])
-    assert editor_titles == ([-2.0, -1.0], [1.0, 2.0])
+    assert generate.split_alphas([-2, -1, 0, 1, 2]) == ([-2.0, -1.0], [1.0, 2.0])
+    cfg = toy_config(toys, "gen", model="global")
+    generator = build.build_generator(cfg)
+    editor = generate.Editor(generator, build.build_model(cfg, generator.latent_dim))
+    cells, titles = editor.rows(generator.sample_latent(1, seed=0), [0, 1], [2, -1, 0, -2, 1], iterative=True)
+    assert cells.shape == (2, 5, 32, 32, 3)
+    assert titles == ["α= -2.000", "α= -1.000", "α=0", "α= 1.000", "α= 2.000"]
 
 
 def test_gen_edge_cases(toys, tmp_path):
