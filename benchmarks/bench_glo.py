@@ -37,7 +37,7 @@ def measure(dataset: str, batch_size: int, jit_compile: bool, repeats: int) -> d
     rng = np.random.default_rng(0)
     codes = rng.standard_normal((NUM_CODES, dim)).astype(np.float32)
     codes /= np.linalg.norm(codes, axis=1, keepdims=True)
-    generator = build_generator(dim, shape, dataset)
+    generator = build_generator(dim, shape, dataset, xla_safe=jit_compile)
     optimizer = make_optimizer(TrainConfig())
     optimizer.build(generator.trainable_variables)
     state = TrainState(generator, optimizer, CodeTable(codes, np.zeros(NUM_CODES, np.int32)),

@@ -58,17 +58,18 @@ def _legacy_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, n
     return low.astype(np.int32), high.astype(np.int32), (src - low).astype(np.float32)
 
 
-def legacy_resize_bilinear(images: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
-    """TF1 ``resize_bilinear`` (align_corners=False, half_pixel_centers=False), written with gathers.
+def legacy_resize_bilinear(images: tf.Tensor, size: tuple[int, int], xla_safe: bool = False) -> tf.Tensor:
+    """TF1 ``resize_bilinear`` (align_corners=False, half_pixel_centers=False).
 
     Output pixel ``i`` samples the input at ``i * in / out`` (clamped at the last pixel), so x2 upsampling of
-    [1, 3, 7, 15] gives [1, 2, 3, 5, 7, 11, 15, 15]. A resize to the same size is the identity. The values match
-    the ``ResizeBilinear`` kernel (horizontal interpolation first, then vertical); unlike that op, they stay the
-    same under XLA, whose lowering of the 32 -> 28 legacy downscale differs.
+    [1, 3, 7, 15] gives [1, 2, 3, 5, 7, 11, 15, 15]. A resize to the same size is the identity.
 
     Args:
         images: [B, H, W, C] float32.
         size: (out_h, out_w).
+        xla_safe: compute with gathers (bit-identical to the op, horizontal interpolation first, then vertical)
+            instead of the ``ResizeBilinear`` op, whose XLA lowering gets the 32 -> 28 legacy downscale wrong.
+            The op is faster without XLA (its gradient kernel beats the gathers').
     Returns:
         [B, out_h, out_w, C] float32.
     """
@@ -76,6 +77,9 @@ def legacy_resize_bilinear(images: tf.Tensor, size: tuple[int, int]) -> tf.Tenso
     out_h, out_w = size
     if (in_h, in_w) == (out_h, out_w):
         return images
+    if not xla_safe:
+        return tf.raw_ops.ResizeBilinear(images=images, size=tf.constant(size, tf.int32), align_corners=False,
+                                         half_pixel_centers=False)
     left, right, x_lerp = _legacy_taps(in_w, out_w)
     x_lerp = tf.constant(x_lerp[None, None, :, None])
     left_values, right_values = tf.gather(images, left, axis=2), tf.gather(images, right, axis=2)
@@ -93,9 +97,10 @@ class BilinearDeconv(keras.layers.Layer):
     Input [B, H, W, C_in] -> output [B, 2H, 2W, filters].
     """
 
-    def __init__(self, filters: int, activation: str, **kwargs):
+    def __init__(self, filters: int, activation: str, xla_safe: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
+        self.xla_safe = xla_safe
         self.activation_name = activation
         self.conv = keras.layers.Conv2D(
             filters, 4, strides=1, padding="same", use_bias=True, name="conv2d",
@@ -111,14 +116,15 @@ class BilinearDeconv(keras.layers.Layer):
 
     def call(self, inputs):
         h, w = inputs.shape[1], inputs.shape[2]
-        return self.activation(self.conv(legacy_resize_bilinear(inputs, (2 * h, 2 * w))))
+        return self.activation(self.conv(legacy_resize_bilinear(inputs, (2 * h, 2 * w), self.xla_safe)))
 
     def compute_output_shape(self, input_shape):
         b, h, w, _ = input_shape
         return (b, 2 * h, 2 * w, self.filters)
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters, "activation": self.activation_name}
+        return {**super().get_config(), "filters": self.filters, "activation": self.activation_name,
+                "xla_safe": self.xla_safe}
 
 
 class Generator(keras.Model):
@@ -128,13 +134,16 @@ class Generator(keras.Model):
         latent_dim: d.
         image_shape: (h, w, c) of the dataset; the network always produces 32x32 and resizes to (h, w).
         channels: the five block widths (:func:`channel_table`); the last must equal c.
+        xla_safe: resize with gathers, for train steps compiled with XLA (:func:`legacy_resize_bilinear`).
 
     BatchNorm runs in training mode whatever ``training`` says (spec §4.3, bug #6 kept): an output depends on
     the other codes of its batch, exactly as in the original's trainer and evaler.
     """
 
-    def __init__(self, latent_dim: int, image_shape: tuple[int, int, int], channels: tuple[int, ...], **kwargs):
+    def __init__(self, latent_dim: int, image_shape: tuple[int, int, int], channels: tuple[int, ...],
+                 xla_safe: bool = False, **kwargs):
         super().__init__(**kwargs)
+        self.xla_safe = xla_safe
         if len(channels) != NUM_BLOCKS or channels[-1] != image_shape[-1]:
             raise ValueError(f"channels {channels} must have {NUM_BLOCKS} entries ending in c={image_shape[-1]}")
         self.latent_dim = int(latent_dim)
@@ -142,7 +151,8 @@ class Generator(keras.Model):
         self.channels = tuple(int(v) for v in channels)
         # One attribute per layer: Keras 3 does not expose layers kept in Python lists to tf.train.Checkpoint.
         for k, width in enumerate(self.channels, start=1):
-            setattr(self, f"deconv{k}", BilinearDeconv(width, "tanh" if k == NUM_BLOCKS else "relu", name=f"deconv{k}"))
+            activation = "tanh" if k == NUM_BLOCKS else "relu"
+            setattr(self, f"deconv{k}", BilinearDeconv(width, activation, xla_safe, name=f"deconv{k}"))
         for k in range(1, NUM_BLOCKS):
             setattr(self, f"bn{k}", keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
                                                                     name=f"batch_norm{k}"))
@@ -173,16 +183,18 @@ class Generator(keras.Model):
                 x = self.norms[k](x, training=True)  # the original's is_training=True, everywhere
         h, w, _ = self.image_shape
         if (h, w) != (x.shape[1], x.shape[2]):
-            x = legacy_resize_bilinear(x, (h, w))
+            x = legacy_resize_bilinear(x, (h, w), self.xla_safe)
         return x
 
     def get_config(self):
-        return {"latent_dim": self.latent_dim, "image_shape": self.image_shape, "channels": self.channels}
+        return {"latent_dim": self.latent_dim, "image_shape": self.image_shape, "channels": self.channels,
+                "xla_safe": self.xla_safe}
 
 
-def build_generator(latent_dim: int, image_shape: tuple[int, int, int], dataset: str | None = None) -> Generator:
+def build_generator(latent_dim: int, image_shape: tuple[int, int, int], dataset: str | None = None,
+                    xla_safe: bool = False) -> Generator:
     """A built generator for ``dataset`` (MNIST / SVHN / CIFAR10, or None for a folder dataset)."""
-    generator = Generator(latent_dim, image_shape, channel_table(dataset, image_shape[-1]), name="g")
+    generator = Generator(latent_dim, image_shape, channel_table(dataset, image_shape[-1]), xla_safe, name="g")
     generator.build((None, latent_dim))
     return generator
 

@@ -248,7 +248,7 @@ def _train(cfg: TrainConfig, source: glo_data.DataFile) -> Path:
 
 def build_state(cfg: TrainConfig, source: glo_data.DataFile, store: CodeStore) -> TrainState:
     """Fresh generator, built Adam, the code table as the file holds it, loop counter 0, a stream seed."""
-    generator = build_generator(source.latent_dim, source.image_shape, source.info.named)
+    generator = build_generator(source.latent_dim, source.image_shape, source.info.named, xla_safe=cfg.jit_compile)
     optimizer = make_optimizer(cfg)
     optimizer.build(generator.trainable_variables)  # slots exist before a checkpoint is restored into them
     seed = cfg.seed if cfg.seed is not None else secrets.randbits(62)
