@@ -8,6 +8,7 @@ layouts written by the test as PyTorch files (zip and legacy format, via latentc
 import json
 import math
 import pickle
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -22,6 +23,8 @@ from latentclr.generators.ops import SNConv2d, upfirdn2d
 from latentclr.generators.stylegan import StyleGANGenerator
 from latentclr.generators.stylegan2 import ModulatedConv2d, StyleGAN2Generator
 from latentclr.testing import TINY_BIGGAN, TINY_STYLEGAN, TINY_STYLEGAN2, toy_generator
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def conv2d_nchw(x, w, pad):
@@ -387,3 +390,27 @@ def test_slogan_run_folder_adapter(tmp_path):
     assert g.get_features(z).shape == (4, 8, 8, 8) and g(z).shape == (4, 32, 32, 3)
     one = ProjectGenerator("slogan", str(tmp_path), feature_layer="dense", class_name=1)
     assert np.abs(one.sample_latent(50, seed=0).mean() - 5.0) < 0.5  # component 1 only
+
+
+def test_selfcond_run_folder_adapter(tmp_path):
+    from latentclr.generators.project import ProjectGenerator
+    from selfcond.config import load_config
+    from selfcond.models import build_generator
+
+    config = load_config(ROOT / "selfcond" / "configs" / "stacked_mnist" / "selfcondgan.yaml")
+    config["generator"].update(nlabels=3, conditioning="embedding", kwargs={"ngf": 4, "embed_dim": 4})
+    config["z_dist"]["dim"] = 8
+    config["training"]["take_model_average"] = False
+    keras.utils.set_random_seed(7)
+    generator = build_generator(config, "generator")
+    tf.train.Checkpoint(generator=generator).write(str(tmp_path / "chkpts" / "model"))
+    (tmp_path / "config.json").write_text(json.dumps({"config": config}))
+    g = ProjectGenerator("selfcond", str(tmp_path), feature_layer="conv1", class_name=2)
+    z = tf.constant(g.sample_latent(3, seed=0))
+    labels = tf.fill([3], 2)
+    np.testing.assert_allclose(g(z), 0.5 * (generator(z, labels) + 1.0), atol=1e-6)
+    expected = generator.get_layer("conv1")(tf.reshape(generator.fc(generator.latent_input(z, labels)),
+                                                       [-1, 4, 4, 32]))
+    np.testing.assert_allclose(g.get_features(z), expected, atol=1e-5)  # captured while the model runs
+    with pytest.raises(UsageError, match="cluster index"):
+        ProjectGenerator("selfcond", str(tmp_path), feature_layer="conv1", class_name=5)

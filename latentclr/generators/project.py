@@ -1,4 +1,4 @@
-"""Generators trained by this project, loaded from their run folders (``generator=glo``, ``generator=slogan``).
+"""Generators trained by this project, loaded from their run folders (``generator=glo|slogan|selfcond``).
 
 The protocol: a loader ``load(run_dir, checkpoint, **options) -> Source`` rebuilds the paper's Keras
 generator with that paper's own code, restores its weights from the run folder's checkpoint and returns a
@@ -236,4 +236,81 @@ def load_slogan(run_dir: Path, checkpoint: str | None, class_name=None, **unused
     return Source(latent_dim, stages, sample, chained=False)
 
 
-LOADERS: dict[str, Callable[..., Source]] = {"glo": load_glo, "slogan": load_slogan}
+# ---------------------------------------------------------------------------------------------------
+# Self-Conditioned GAN (selfcond/): conditional generator G(z, y) of one cluster
+
+
+class TappedSource(Source):
+    """A subclassed Keras generator seen through its sub-layers: the feature of layer ``name`` is captured
+    while the whole model runs (its ``call`` is wrapped for that pass only), so any layer can be the feature
+    layer without knowing the model's internals. Names are Keras layer names, dotted for nested layers."""
+
+    def __init__(self, latent_dim: int, model, run: Callable, sample: Callable, output_range=(-1.0, 1.0)):
+        self.layers = dict(_named_layers(model))
+        super().__init__(latent_dim, [(name, None) for name in self.layers] + [("output", run)], sample,
+                         output_range)
+        self.run = run
+
+    def forward(self, z, stop_at: str | None = None):
+        if stop_at is None or stop_at == "output":
+            return self.run(z)
+        if stop_at not in self.layers:
+            raise UsageError(f"generator.feature_layer={stop_at!r}: the layers are {', '.join(self.names)}")
+        layer, captured = self.layers[stop_at], []
+        inner = layer.call
+
+        def tap(*args, **kwargs):
+            out = inner(*args, **kwargs)
+            captured.append(out)
+            return out
+
+        layer.call = tap
+        try:
+            self.run(z)
+        finally:
+            del layer.call  # back to the class's method
+        return captured[0]
+
+
+def _named_layers(model, prefix: str = ""):
+    for layer in getattr(model, "layers", []):
+        name = prefix + layer.name
+        yield name, layer
+        yield from _named_layers(layer, name + ".")
+
+
+def load_selfcond(run_dir: Path, checkpoint: str | None, class_name=None, use_ema: bool = True,
+                  **unused) -> Source:
+    """The Self-Conditioned GAN generator of ``selfcond/train.py``'s output folder, for one cluster.
+
+    The generator is conditioned on a cluster index y; LatentCLR edits z only, so y is held fixed:
+    ``class_name`` (an int, default 0). The EMA generator (``generator_test``) is used when the run kept one
+    (``take_model_average``), as the original's samples. Latents: the config's ``z_dist`` (gauss / uniform).
+    Feature layers: the generator's Keras layer names (e.g. ``fc``, ``conv1`` .. ``conv3``, ``bn1``, ...).
+    """
+    from selfcond.models import build_generator
+
+    saved = _run_config(run_dir)
+    config = saved.get("config", saved)
+    prefix = _checkpoint_prefix(run_dir, checkpoint or str(run_dir / "chkpts" / "model"))
+    name = "generator_test" if use_ema and config["training"].get("take_model_average") else "generator"
+    generator = build_generator(config, name)
+    _restore(prefix, **{name: generator})
+    nlabels = int(config["generator"]["nlabels"])
+    label = int(class_name) if class_name is not None and str(class_name).isdigit() else 0
+    if not 0 <= label < nlabels:
+        raise UsageError(f"generator.class_name={class_name}: the cluster index must be in 0..{nlabels - 1}")
+    kind, dim = config["z_dist"]["type"], int(config["z_dist"]["dim"])
+
+    def sample(rng, n):
+        if kind == "uniform":
+            return rng.uniform(-1.0, 1.0, (n, dim)).astype(np.float32)
+        return rng.standard_normal((n, dim)).astype(np.float32)
+
+    def run(z):
+        return generator(z, tf.fill(tf.shape(z)[:1], label), training=False)
+
+    return TappedSource(dim, generator, run, sample)
+
+
+LOADERS: dict[str, Callable[..., Source]] = {"glo": load_glo, "slogan": load_slogan, "selfcond": load_selfcond}
