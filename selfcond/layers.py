@@ -86,15 +86,18 @@ class TorchBatchNorm(keras.layers.Layer):
         epsilon: 1e-5 (PyTorch); Keras' default is 1e-3.
     """
 
-    def __init__(self, momentum: float = 0.1, epsilon: float = 1e-5, **kwargs):
+    def __init__(self, momentum: float = 0.1, epsilon: float = 1e-5, affine: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
+        self.affine = bool(affine)
 
     def build(self, input_shape):
         channels = int(input_shape[-1])
-        self.gamma = self.add_weight(shape=(channels,), initializer="ones", name="gamma")
-        self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta")
+        self.gamma = self.beta = None
+        if self.affine:  # affine=False: PyTorch's BatchNorm2d(affine=False), no scale and no offset
+            self.gamma = self.add_weight(shape=(channels,), initializer="ones", name="gamma")
+            self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta")
         # "mean" aggregation: under MirroredStrategy each replica proposes its own statistics (PyTorch's
         # DataParallel keeps unsynchronised per-replica BN, spec §9.4) and the copies are averaged.
         self.moving_mean = self.add_weight(
@@ -117,7 +120,7 @@ class TorchBatchNorm(keras.layers.Layer):
         return tf.nn.batch_normalization(inputs, mean, variance, self.beta, self.gamma, self.epsilon)
 
     def get_config(self):
-        return {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon}
+        return {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon, "affine": self.affine}
 
 
 @keras.saving.register_keras_serializable(package="selfcond")
@@ -185,6 +188,19 @@ class LogitsHead(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "nlabels": self.nlabels, "fan_in": self.fan_in,
                 "conditioning": self.conditioning, "clamp": self.clamp}
+
+
+def attach(owner, names, items) -> tuple:
+    """Set each layer as a named attribute of ``owner`` and return them as a tuple, in order.
+
+    Layers kept only in a Python list are invisible to ``tf.train.Checkpoint`` (Keras 3 tracks such lists
+    for ``model.weights`` but not as checkpoint dependencies), so BatchNorm statistics in a list would not
+    be saved. Named attributes are (with names like the original's modules).
+    """
+    items = tuple(items)
+    for name, item in zip(names, items):
+        setattr(owner, name, item)
+    return items
 
 
 def copy_weights(target: keras.Model, source: keras.Model) -> None:

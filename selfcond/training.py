@@ -54,7 +54,8 @@ def make_train_step(generator, discriminator, g_optimizer, d_optimizer, *, gan_t
         with tf.GradientTape(watch_accessed_variables=False) as x_tape:
             x_tape.watch(x)
             logits = discriminator(x, y, training=True)
-        grads = x_tape.gradient(tf.reduce_sum(logits), x)
+            total = tf.reduce_sum(logits)  # the original differentiates the sum of the masked logits
+        grads = x_tape.gradient(total, x)
         return logits, gradient_penalty(grad_squared_norm(grads), reg_param, center, global_batch)
 
     def replica_step(x_real, y, z):
@@ -151,6 +152,28 @@ def build_optimizer(name: str, lr: float, beta1: float = 0.0, beta2: float = 0.9
     raise UsageError(f"training.optimizer: expected adam, rmsprop or sgd, got {name!r}")
 
 
+def read_checkpoint(checkpoint: tf.train.Checkpoint, prefix, partial: bool = False) -> None:
+    """Restore a checkpoint written with ``Checkpoint.write`` (the original's file names, no save counter).
+
+    Raises:
+        UsageError: no such checkpoint, or it does not fit the models of this configuration.
+    """
+    from common.errors import UsageError
+
+    prefix = str(prefix)
+    if not tf.io.gfile.exists(prefix + ".index"):
+        raise UsageError(f"{prefix}: no checkpoint with this prefix (expected {prefix}.index)")
+    try:
+        status = checkpoint.read(prefix)
+        if partial:
+            status.expect_partial()
+        else:
+            status.assert_existing_objects_matched()
+    except (ValueError, AssertionError, tf.errors.OpError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UsageError(f"{prefix}: checkpoint does not fit this model configuration ({first[:300]})") from err
+
+
 # --- job control (the original's seeing/pidfile.py) -------------------------------------------------
 
 
@@ -178,6 +201,11 @@ def job_is_done_or_taken(directory: str | Path) -> str | None:
     os.close(fd)
     atexit.register(_release, lock)
     return None
+
+
+def release_job(directory: str | Path) -> None:
+    """Give up the lock taken by :func:`job_is_done_or_taken` (also done automatically at exit)."""
+    _release(Path(directory) / "lockfile.pid")
 
 
 def _holder_alive(holder: str) -> bool:

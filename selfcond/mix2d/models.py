@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from selfcond.layers import LatentEmbeddingConcat, LogitsHead, TorchBatchNorm, dense
+from selfcond.layers import LatentEmbeddingConcat, LogitsHead, TorchBatchNorm, attach, dense
 
 
 class Generator2D(keras.Model):
@@ -28,13 +28,14 @@ class Generator2D(keras.Model):
         self.k_value, self.z_dim = int(k_value), int(z_dim)
         self.embedding = LatentEmbeddingConcat(k_value, embed_size, clamp=False, name="embedding")
         fan_ins = [z_dim + embed_size, act_dim, act_dim, act_dim]
-        self.fcs = [dense(act_dim, f, name=f"fc{i + 1}") for i, f in enumerate(fan_ins)]
-        self.bns = [TorchBatchNorm(name=f"bn{i + 1}") for i in range(4)]
+        self._fcs = attach(self, ["fc1", "fc2", "fc3", "fc4"],
+                           (dense(act_dim, f, name=f"fc{i + 1}") for i, f in enumerate(fan_ins)))
+        self._bns = attach(self, ["bn1", "bn2", "bn3", "bn4"], (TorchBatchNorm(name=f"bn{i + 1}") for i in range(4)))
         self.fc_out = dense(x_dim, act_dim, name="fc_out")
 
     def call(self, z, y, training=False):
         out = self.embedding(z, y)
-        for fc, bn in zip(self.fcs, self.bns):
+        for fc, bn in zip(self._fcs, self._bns):
             out = tf.nn.relu(bn(fc(out), training=training))
         return self.fc_out(out)
 

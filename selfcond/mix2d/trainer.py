@@ -26,12 +26,19 @@ from common.config import prepare_run_dir
 from common.errors import UsageError
 from common.progress import Progress
 from common.seeding import make_generator, set_seed
-from common.training import StopRequest, restore
+from common.training import StopRequest
 from selfcond.clusterers import build_clusterer
 from selfcond.mix2d import data, plots
 from selfcond.mix2d.evaluation import percent_good
 from selfcond.mix2d.models import Discriminator2D, build_models
-from selfcond.training import build_optimizer, job_is_done_or_taken, make_train_step, mark_job_done
+from selfcond.training import (
+    build_optimizer,
+    job_is_done_or_taken,
+    make_train_step,
+    mark_job_done,
+    read_checkpoint,
+    release_job,
+)
 
 CLUSTERERS_2D = ("selfcondgan", "supervised", "online", "random_labels", "kmeans_fixed")
 N_CLUSTER_POINTS = 10000  # the clustering sample of the 2-D experiments
@@ -121,8 +128,11 @@ def run(cfg: Config2D) -> list[dict]:
     if reason:
         print(reason)
         return []
-    results = [train_one(cfg, run_dir, r) for r, run_dir in enumerate(run_dirs(cfg))]
-    mark_job_done(outdir)
+    try:
+        results = [train_one(cfg, run_dir, r) for r, run_dir in enumerate(run_dirs(cfg))]
+        mark_job_done(outdir)
+    finally:
+        release_job(outdir)
     return results
 
 
@@ -184,7 +194,7 @@ def train_one(cfg: Config2D, run_dir: Path, run_number: int = 0) -> dict:
         clusterer.recluster(discriminator)  # the start-up clustering on the random D
         start = 0
     else:
-        restore(checkpoint, str(run_dir / "snapshots" / f"model_{latest}"))
+        read_checkpoint(checkpoint, run_dir / "snapshots" / f"model_{latest}")
         start = latest + 1
         print(f"resuming {run_dir} after iteration {latest}")
 

@@ -1,0 +1,366 @@
+"""Image training of the Self-Conditioned GAN (the original's ``train.py``, spec §2.1, §2.4, §6.3).
+
+Start-up: data, G and D, ``x_test`` (first ``ntest`` images of one pass) and ``x_cluster`` (``nimgs``
+images of another pass), ``z_test``, the clusterer, then the newest checkpoint if any; without one, the
+initial clustering on the random D. Loop over iterations it = 0, 1, ... of (nepochs + 1) epochs
+(the original's bound is checked only at epoch boundaries, spec §10.5): labels, D step, G step, EMA; then
+at it % recluster_every == 0 and it > burnin_time a re-clustering, at it % sample_every == 0 sample
+grids, at it % backup_every == 0 a checkpoint ``chkpts/model_%08d`` (and ``chkpts/model`` for it > 0).
+There is no final save, as in the original.
+
+The checkpoint holds G, D, both optimizers, the EMA generator, the clusterer (snapshot D, centers,
+mapping, labels of the clustering sample), the latent RNG and the iteration; data order and augmentation
+are functions of (seed, iteration), so a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from common.config import prepare_run_dir
+from common.errors import UsageError
+from common.images import save_grid
+from common.progress import Progress
+from common.seeding import make_generator, set_seed
+from common.summaries import Logbook
+from common.training import StopRequest
+from selfcond.clusterers import build_clusterer
+from selfcond.data import Loader, build_dataset
+from selfcond.losses import GAN_TYPES, REG_TYPES
+from selfcond.models import build_discriminator, build_generator
+from selfcond.training import (
+    build_optimizer,
+    distribute,
+    job_is_done_or_taken,
+    make_train_step,
+    mark_job_done,
+    read_checkpoint,
+    release_job,
+)
+
+INTERRUPTED_EXIT_CODE = 130
+GRID_COLUMNS = 8  # torchvision save_image's nrow in the original's logger
+
+
+@dataclasses.dataclass
+class TrainOptions:
+    """Command-line options of ``train.py`` (original flags plus the port's ``seed``, ``source``, ``jit_compile``)."""
+
+    config_path: str
+    outdir: str | None = None
+    nepochs: int = 250
+    model_it: int = -1
+    devices: tuple = ("0",)
+    seed: int | None = None
+    source: str | None = None
+    jit_compile: bool = False
+    max_it: int | None = None  # port: stop (with a checkpoint, not done) after this many iterations
+    show_progress: bool = True
+
+
+def checkpoint_prefix(out_dir: str | Path, it: int | None = None) -> Path:
+    """``OUT/chkpts/model_%08d`` (or ``OUT/chkpts/model`` for the latest copy)."""
+    name = "model" if it is None else f"model_{it:08d}"
+    return Path(out_dir) / "chkpts" / name
+
+
+def saved_iterations(out_dir: str | Path) -> list[int]:
+    """Iterations of every ``chkpts/model_%08d`` checkpoint, ascending."""
+    found = []
+    for path in (Path(out_dir) / "chkpts").glob("model_*.index"):
+        digits = path.name[len("model_"):-len(".index")]
+        if digits.isdigit():
+            found.append(int(digits))
+    return sorted(found)
+
+
+def clustering_size(prefix: str | Path) -> int | None:
+    """N_c stored in a checkpoint (the length of the clusterer's ``x_labels``), or None."""
+    reader = tf.train.load_checkpoint(str(prefix))
+    for key, shape in reader.get_variable_to_shape_map().items():
+        if key.startswith("clusterer/x_labels/"):
+            return int(shape[0])
+    return None
+
+
+def validate(config: dict) -> None:
+    """Refuse settings the port does not support, naming the config key."""
+    training = config["training"]
+    if training["gan_type"] not in GAN_TYPES:
+        raise UsageError(f"training.gan_type: expected one of {GAN_TYPES}, got {training['gan_type']!r}")
+    if training["reg_type"] not in REG_TYPES:
+        raise UsageError(f"training.reg_type: expected one of {REG_TYPES}, got {training['reg_type']!r}")
+    if config["z_dist"]["type"] not in ("gauss", "uniform"):
+        raise UsageError(f"z_dist.type: expected gauss or uniform, got {config['z_dist']['type']!r}")
+    for key in ("batch_size", "backup_every", "recluster_every", "sample_every", "log_every"):
+        if int(training[key]) < 1:
+            raise UsageError(f"training.{key}: expected a positive integer, got {training[key]}")
+
+
+def sample_z(rng: tf.random.Generator, kind: str, n: int, dim: int):
+    """z ~ N(0, I) (``gauss``) or U[-1, 1]^dim (``uniform``): [n, dim]."""
+    if kind == "uniform":
+        return rng.uniform([n, dim], -1.0, 1.0)
+    return rng.normal([n, dim])
+
+
+def total_iterations(nepochs: int, batches_per_epoch: int) -> int:
+    """Iterations of a run from scratch: the original checks ``it < nepochs * len(loader)`` only at epoch
+    boundaries, starting from it = -1, so it runs nepochs + 1 epochs (spec §10.5)."""
+    return (nepochs + 1) * batches_per_epoch if nepochs >= 0 else 0
+
+
+def due_events(it: int, training: dict) -> dict[str, bool]:
+    """What happens after iteration ``it`` (spec §6.3): log, recluster, sample, backup."""
+    return {
+        "log": it % int(training["log_every"]) == 0,
+        "recluster": it % int(training["recluster_every"]) == 0 and it > int(training["burnin_time"]),
+        "sample": it % int(training["sample_every"]) == 0,
+        "backup": it % int(training["backup_every"]) == 0,
+    }
+
+
+class RunState:
+    """Everything a run or an evaluation of a config needs: models, optimizers, clusterer, RNGs, checkpoint.
+
+    Args:
+        config: the effective config tree.
+        seed: seeds weight init, k-means and the in-graph RNGs.
+        x_cluster: the clustering images (training), or None with ``n_cluster`` (evaluation: labels only).
+        strategy: a ``tf.distribute`` strategy or None.
+    """
+
+    def __init__(self, config: dict, seed: int, x_cluster=None, n_cluster: int | None = None, strategy=None):
+        self.config, self.strategy = config, strategy
+        training = config["training"]
+        scope = strategy.scope() if strategy is not None else _null_scope()
+        with scope:
+            set_seed(seed)
+            self.generator = build_generator(config, "generator")
+            self.discriminator = build_discriminator(config, "discriminator")
+            self.g_optimizer = build_optimizer(training["optimizer"], training["lr_g"], training["beta1"],
+                                               training["beta2"])
+            self.d_optimizer = build_optimizer(training["optimizer"], training["lr_d"], training["beta1"],
+                                               training["beta2"])
+            self.g_optimizer.build(self.generator.trainable_variables)
+            self.d_optimizer.build(self.discriminator.trainable_variables)
+            self.generator_test = None
+            if training["take_model_average"]:
+                self.generator_test = build_generator(config, "generator_test")
+                for dst, src in zip(self.generator_test.weights, self.generator.weights):
+                    dst.assign(src)  # starts as a copy of G
+            self.reg_rng = make_generator(seed + 1)
+        self.z_rng = make_generator(seed)
+        section = config["clusterer"]
+        kwargs = dict(section.get("kwargs") or {})
+        self.clusterer = build_clusterer(
+            section["name"], discriminator=self.discriminator, x_cluster=x_cluster, n_cluster=n_cluster,
+            build_discriminator=lambda: build_discriminator(config, "snapshot"), seed=seed,
+            gt_nlabels=config["data"]["nlabels"], **kwargs,
+        )
+        self.iteration = tf.Variable(-1, dtype=tf.int64, trainable=False, name="iteration")
+        objects = dict(generator=self.generator, discriminator=self.discriminator, g_optimizer=self.g_optimizer,
+                       d_optimizer=self.d_optimizer, clusterer=self.clusterer, z_rng=self.z_rng,
+                       reg_rng=self.reg_rng, iteration=self.iteration)
+        if self.generator_test is not None:
+            objects["generator_test"] = self.generator_test
+        self.checkpoint = tf.train.Checkpoint(**objects)
+
+    @property
+    def sampler_generator(self):
+        """The generator used for samples: the EMA one when ``take_model_average``, else G."""
+        return self.generator_test if self.generator_test is not None else self.generator
+
+    def restore(self, prefix: str | Path, partial: bool = False) -> int:
+        read_checkpoint(self.checkpoint, prefix, partial=partial)
+        return int(self.iteration.numpy())
+
+    def save(self, out_dir: str | Path, it: int) -> None:
+        """``chkpts/model_%08d`` at every backup; ``chkpts/model`` too when it > 0 (the original's model.pt)."""
+        self.iteration.assign(it)
+        self.checkpoint.write(str(checkpoint_prefix(out_dir, it)))
+        if it > 0:
+            self.checkpoint.write(str(checkpoint_prefix(out_dir)))
+
+
+class _null_scope:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _resolve_seed(options: TrainOptions, out_dir: Path) -> int:
+    if options.seed is not None:
+        return int(options.seed)
+    saved = out_dir / "config.json"
+    if saved.exists():
+        return int(json.loads(saved.read_text())["seed"])
+    return random.SystemRandom().randrange(2**31)
+
+
+def _strategy(devices):
+    """None for one device; a MirroredStrategy over the listed GPUs (or CPUs in tests) otherwise."""
+    devices = [str(d) for d in devices]
+    if len(devices) <= 1:
+        return None
+    from common.devices import make_strategy
+
+    if all(d.startswith("/") for d in devices):
+        return make_strategy(devices=devices)
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) < len(devices):
+        print(f"note: --devices {' '.join(devices)} asked for {len(devices)} GPUs, {len(gpus)} visible; "
+              "training on one device", file=sys.stderr)
+        return None
+    return make_strategy(devices=[gpus[i].name for i in range(len(devices))])
+
+
+def run(config: dict, options: TrainOptions) -> dict:
+    """Train (or resume) the run of ``config``; returns the last logged losses ({} if already done)."""
+    validate(config)
+    training = config["training"]
+    out_dir = Path(options.outdir or training["out_dir"])
+    reason = job_is_done_or_taken(out_dir)
+    if reason:
+        print(reason)
+        return {}
+    try:
+        return _run_locked(config, options, out_dir)
+    finally:
+        release_job(out_dir)
+
+
+def _run_locked(config: dict, options: TrainOptions, out_dir: Path) -> dict:
+    training = config["training"]
+    if training["take_model_average"] and _has_batch_norm(config):
+        print("Batch norm in generator or discriminator not compatible with exponential moving average")
+        return {}
+    seed = _resolve_seed(options, out_dir)
+    prepare_run_dir(out_dir, {"config": config, "nepochs": options.nepochs, "seed": seed,
+                              "source": options.source, "devices": list(options.devices),
+                              "jit_compile": options.jit_compile})
+    strategy = _strategy(options.devices)
+    batch_size = int(training["batch_size"])
+    dataset = build_dataset(config, options.source, seed)
+    loader = Loader(dataset, batch_size, seed, "train")
+    total = total_iterations(options.nepochs, len(loader))
+
+    samples_path = out_dir / "chkpts" / "cluster_samples.npz"
+    x_test, y_test = Loader(dataset, batch_size, seed, "test").first(int(training["ntest"]))
+    if samples_path.exists():
+        with np.load(samples_path) as stored:
+            x_cluster = stored["x"]
+    else:
+        x_cluster, _ = Loader(dataset, batch_size, seed, "cluster").first(int(config["clusterer"]["nimgs"]))
+    state = RunState(config, seed, x_cluster=x_cluster, strategy=strategy)
+    z_test = sample_z(make_generator(seed + 2), config["z_dist"]["type"], len(x_test), int(config["z_dist"]["dim"]))
+    save_grid(out_dir / "real.png", x_test, padding=2, cols=GRID_COLUMNS)
+    logbook = Logbook(out_dir / "monitoring")
+
+    restored = saved_iterations(out_dir)
+    it0 = options.model_it if options.model_it != -1 else (restored[-1] if restored else None)
+    if it0 is not None:
+        if it0 not in restored:
+            raise UsageError(f"--model_it {it0}: no checkpoint {checkpoint_prefix(out_dir, it0)}")
+        state.restore(checkpoint_prefix(out_dir, it0))
+        start = it0 + 1
+        print(f"Loaded iteration {it0}; continuing at {start}")
+    else:
+        print("Initializing new clusterer. The first clustering can be quite slow.")
+        state.clusterer.recluster(state.discriminator)
+        samples_path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(samples_path, x=x_cluster)
+        start = 0
+        _save_images(out_dir, "gt", 0, x_test, logbook)
+
+    step = make_train_step(
+        state.generator, state.discriminator, state.g_optimizer, state.d_optimizer,
+        gan_type=training["gan_type"], reg_type=training["reg_type"], reg_param=float(training["reg_param"]),
+        global_batch=batch_size, ema_generator=state.generator_test,
+        ema_beta=float(training["model_average_beta"]), strategy=strategy, rng=state.reg_rng,
+        jit_compile=options.jit_compile,
+    )
+    stop_at = total if options.max_it is None else min(total, int(options.max_it))
+    last = _loop(config, options, state, step, loader, start, stop_at, total, out_dir, x_test, y_test, z_test,
+                 logbook)
+    logbook.close()
+    if stop_at < total:
+        if start < stop_at:
+            state.save(out_dir, stop_at - 1)
+        print(f"--max_it {options.max_it}: stopped after iteration {stop_at - 1} of {total}; run again to continue")
+    else:
+        mark_job_done(out_dir)
+    return last
+
+
+def _loop(config, options, state, step, loader, start, stop_at, total, out_dir, x_test, y_test, z_test,
+          logbook) -> dict:
+    training = config["training"]
+    batch_size, z_kind, z_dim = int(training["batch_size"]), config["z_dist"]["type"], int(config["z_dist"]["dim"])
+    sample_nlabels = min(int(config["data"]["nlabels"]), int(training["sample_nlabels"]))
+    last: dict = {}
+    bar = Progress(total=total, initial=start, desc=str(out_dir), enabled=options.show_progress)
+    with StopRequest() as stop:
+        for it in range(start, stop_at):
+            epoch = it // len(loader)
+            x_real, y = loader.batch(it)
+            z = sample_z(state.z_rng, z_kind, batch_size, z_dim)
+            labels = state.clusterer.get_labels(tf.constant(x_real), tf.constant(y))
+            out = step(*distribute(state.strategy, x_real, labels, z))
+            last = {k: float(v) for k, v in out.items()}
+            logbook.scalars(it, {"losses/discriminator": last["d_loss"], "losses/regularizer": last["reg"],
+                                 "losses/generator": last["g_loss"]})
+            due = due_events(it, training)
+            if due["log"]:
+                print(f"[epoch {epoch}, it {it:4d}] g_loss = {last['g_loss']:.4f}, "
+                      f"d_loss = {last['d_loss']:.4f}, reg={last['reg']:.4f}")
+                logbook.record(it, last)
+            if due["recluster"]:
+                if it % 100 == 0 and int(training["recluster_every"]) <= 100:
+                    dist = state.clusterer.get_label_distribution(tf.constant(x_real)).tolist()
+                    print(f"[epoch {epoch}, it {it}], distribution: {dist}")
+                state.clusterer.recluster(state.discriminator, x_batch=tf.constant(x_real))
+            if due["sample"]:
+                _sample_grids(state, it, out_dir, x_test, y_test, z_test, sample_nlabels, logbook)
+            if due["backup"]:
+                print("Saving backup...")
+                state.save(out_dir, it)
+                logbook.flush()
+            bar.update(it + 1, f"d={last['d_loss']:.3f} g={last['g_loss']:.3f}")
+            if stop.requested:
+                state.save(out_dir, it)
+                bar.close()
+                print(f"stopped after iteration {it}; run the same command to continue", file=sys.stderr)
+                sys.exit(INTERRUPTED_EXIT_CODE)
+    bar.close()
+    return last
+
+
+def _sample_grids(state, it, out_dir, x_test, y_test, z_test, sample_nlabels, logbook) -> None:
+    """``imgs/all/%08d.png`` (labels of x_test) and ``imgs/%04d/%08d.png`` per fixed label (spec §2.4)."""
+    generator = state.sampler_generator
+    labels = state.clusterer.get_labels(tf.constant(x_test), tf.constant(y_test))
+    _save_images(out_dir, "all", it, generator(z_test, labels, training=False).numpy(), logbook)
+    for label in range(sample_nlabels):
+        fixed = tf.fill([len(x_test)], label)
+        _save_images(out_dir, f"{label:04d}", it, generator(z_test, fixed, training=False).numpy(), logbook)
+
+
+def _save_images(out_dir, name, it, images, logbook) -> None:
+    save_grid(Path(out_dir) / "imgs" / name / f"{it:08d}.png", images, padding=2, cols=GRID_COLUMNS)
+    logbook.images(it, {name: np.clip(images[:3] / 2 + 0.5, 0, 1)})
+
+
+def _has_batch_norm(config: dict) -> bool:
+    """Whether G or D of the config contains BatchNorm (dcgan_* do, resnet2 does not)."""
+    return config["generator"]["name"] in ("dcgan_deep", "dcgan_shallow") or \
+        config["discriminator"]["name"] == "dcgan_shallow"

@@ -1,0 +1,238 @@
+"""Self-Conditioned GAN end to end on tiny synthetic data: 2-D experiment, image training with exact resume,
+metrics, cluster visualisation, multi-device step, and the usage-error exit of an entry script."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from common.errors import UsageError
+from tests.test_selfcond import write_tiny_mnist
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _checkpoint_values(prefix) -> dict:
+    reader = tf.train.load_checkpoint(str(prefix))
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if "OBJECT_GRAPH" not in k}
+
+
+def _assert_same_checkpoints(a, b):
+    va, vb = _checkpoint_values(a), _checkpoint_values(b)
+    assert va.keys() == vb.keys()
+    for key in va:
+        np.testing.assert_array_equal(va[key], vb[key], err_msg=key)
+
+
+# --- 2-D ---------------------------------------------------------------------------------------------------
+
+
+def test_2d_experiment_runs_and_resumes_exactly(in_tmp, monkeypatch):
+    from selfcond.mix2d import trainer
+
+    monkeypatch.setattr(trainer, "EVAL_EVERY", 10)
+    monkeypatch.setattr(trainer, "N_CLUSTER_POINTS", 300)
+    settings = dict(clusterer="selfcondgan", data_type="ring", recluster_every=5, num_clusters=4, npts=300,
+                    train_batch_size=50, test_batch_size=200, nepochs=4, seed=3, show_progress=False)
+    first = trainer.run(trainer.Config2D(outdir="a", **settings))
+    run_dir = in_tmp / "a" / "ring_selfcondgan_5_4"
+    assert first[0]["it"] == 20 and 0.0 <= first[0]["prop_real"] <= 1.0
+    assert (run_dir / "done.txt").exists()
+    for name in ("all/0.png", "all/20square.png", "clusters/10.png", "snapshots/model_20.index"):
+        assert (run_dir / name).exists(), name
+    lines = (run_dir / "log.txt").read_text().splitlines()
+    assert [line.split(" dloss")[0] for line in lines] == ["[epoch 0 it 0]", "[epoch 1 it 10]", "[epoch 3 it 20]"]
+    assert trainer.run(trainer.Config2D(outdir="a", **settings)) == []  # done.txt: nothing to do
+
+    # Simulate a crash after the snapshot of iteration 10, then run the same command again.
+    trainer.run(trainer.Config2D(outdir="b", **settings))
+    crashed = in_tmp / "b" / "ring_selfcondgan_5_4"
+    for path in crashed.glob("snapshots/model_20*"):
+        path.unlink()
+    (crashed / "done.txt").unlink()
+    (crashed / "log.txt").write_text("\n".join(lines[:2]) + "\n")
+    resumed = trainer.run(trainer.Config2D(outdir="b", **settings))
+    assert resumed == first
+    _assert_same_checkpoints(run_dir / "snapshots" / "model_20", crashed / "snapshots" / "model_20")
+    assert (crashed / "log.txt").read_text().splitlines() == lines
+
+
+def test_2d_folder_names():
+    from selfcond.mix2d.trainer import Config2D, experiment_dir, run_dirs
+
+    base = Config2D(clusterer="random_labels", data_type="grid", num_clusters=1)
+    assert str(experiment_dir(base)) == "output/grid_random_labels_5000_1"
+    supervised = Config2D(clusterer="supervised", data_type="ring", variance=0.01, nruns=2, outdir="o")
+    assert [str(p) for p in run_dirs(supervised)] == ["o/0.01_ring_supervised_5000_8/_run_0",
+                                                      "o/0.01_ring_supervised_5000_8/_run_1"]
+    with pytest.raises(UsageError, match="--z_dim"):
+        Config2D(clusterer="selfcondgan", data_type="ring", z_dim=3).validate()
+
+
+# --- images: train, resume, metrics, visualisation ------------------------------------------------------------
+
+TINY = """inherit_from: configs/stacked_mnist/selfcondgan.yaml
+data:
+  train_dir: {mnist}
+generator:
+  nlabels: 4
+  kwargs:
+    ngf: 4
+discriminator:
+  nlabels: 4
+  kwargs:
+    ndf: 4
+clusterer:
+  nimgs: 120
+  kwargs:
+    k_value: 4
+training:
+  out_dir: {out}
+  batch_size: 20
+  ntest: 16
+  recluster_every: 3
+  backup_every: 2
+  sample_every: 4
+  sample_nlabels: 2
+  log_every: 2
+"""
+
+
+@pytest.fixture(scope="module")
+def image_runs(tmp_path_factory):
+    """Two tiny Stacked-MNIST runs: one straight to iteration 6, one stopped after 1 and resumed."""
+    import selfcond.data
+    from selfcond.config import load_config
+    from selfcond.trainer import TrainOptions, run
+
+    root = tmp_path_factory.mktemp("selfcond_images")
+    patch = pytest.MonkeyPatch()
+    patch.setattr(selfcond.data, "STACKED_MNIST_SIZE", 400)
+    write_tiny_mnist(root / "mnist", n=200)
+    configs = {}
+    for name in ("straight", "resumed"):
+        path = root / f"{name}.yaml"
+        path.write_text(TINY.format(mnist=root / "mnist", out=root / name))
+        configs[name] = path
+    options = dict(nepochs=1, seed=5, show_progress=False)
+    straight = run(load_config(configs["straight"]), TrainOptions(str(configs["straight"]), max_it=6, **options))
+    run(load_config(configs["resumed"]), TrainOptions(str(configs["resumed"]), max_it=1, **options))
+    early = sorted(p.name for p in (root / "resumed" / "chkpts").iterdir())
+    resumed = run(load_config(configs["resumed"]), TrainOptions(str(configs["resumed"]), max_it=6, **options))
+    yield {"root": root, "configs": configs, "straight": straight, "resumed": resumed, "early": early}
+    patch.undo()
+
+
+def test_image_training_outputs_and_exact_resume(image_runs):
+    root = image_runs["root"]
+    assert "model.index" not in image_runs["early"]  # no chkpts/model at it = 0
+    out = root / "straight"
+    for name in ("real.png", "imgs/gt/00000000.png", "imgs/all/00000004.png", "imgs/0001/00000000.png",
+                 "chkpts/cluster_samples.npz", "chkpts/model_00000004.index", "chkpts/model.index", "config.json"):
+        assert (out / name).exists(), name
+    assert not (out / "done.txt").exists()  # stopped by --max_it, not finished
+    assert np.isfinite(list(image_runs["straight"].values())).all()
+    assert image_runs["straight"] == image_runs["resumed"]
+    _assert_same_checkpoints(out / "chkpts" / "model_00000005", root / "resumed" / "chkpts" / "model_00000005")
+
+
+def test_metrics_modes_and_cluster_metrics(image_runs, monkeypatch):
+    import argparse
+
+    import selfcond.data
+    from selfcond.evaluation import evaluate
+
+    monkeypatch.setattr(selfcond.data, "STACKED_MNIST_SIZE", 400)
+    root = image_runs["root"]
+    options = argparse.Namespace(
+        paths=[str(image_runs["configs"]["straight"])], it=4, every=-1, fid=False, inception=False, modes=True,
+        fsd=False, cluster_metrics=True, seed=0, nsamples=150, source=None, classifier_dir=str(root / "clf"),
+        classifier_input="raw_0_255", classifier_inference_mode=False, nmi_average="arithmetic", random=False)
+    tables = evaluate(options)[str(image_runs["configs"]["straight"])]
+    assert set(tables["nmodes_results"]) == {"4"} and 1 <= tables["nmodes_results"]["4"] <= 1000
+    assert 0.0 <= tables["kl_results"]["4"] <= 3.0 + 1e-9
+    scores = tables["cluster_metrics"]["4"]
+    assert 0.0 <= scores["nmi"] <= 1.0 and 0.0 < scores["purity"] <= 1.0
+    assert (root / "straight" / "cluster_preds_4.npz").exists()
+    assert (root / "clf" / "mnist_model.weights.h5").exists()  # trained because it was missing
+    with np.load(root / "straight" / "results" / "samples.npz") as stored:
+        assert stored["fake"].shape == (150, 32, 32, 3) and str(stored["real"]) == "stacked_mnist"
+        assert stored["fake"].min() >= 0.0 and stored["fake"].max() <= 255.0
+
+
+def test_visualize_clusters(image_runs, monkeypatch):
+    import selfcond.data
+    from selfcond.config import load_config
+    from selfcond.visualize import visualize
+
+    monkeypatch.setattr(selfcond.data, "STACKED_MNIST_SIZE", 400)
+    out = visualize(load_config(image_runs["configs"]["straight"]), model_it=4, show_clusters=True)
+    names = {p.name for p in out.iterdir()}
+    assert {f"{i}_gen.png" for i in range(4)} <= names
+    assert any(name.endswith("_real.png") for name in names)
+    page = (out / "+lightbox.html").read_text()
+    assert "0_gen.png" in page
+
+
+# --- multi-device and CLI -------------------------------------------------------------------------------------
+
+
+class _TinyG(keras.Model):
+    """G(z, y) with the interface of the real generators, small enough to trace in a second."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = keras.layers.Embedding(4, 3)
+        self.fc = keras.layers.Dense(6)
+
+    def call(self, z, y, training=False):
+        return tf.tanh(self.fc(tf.concat([z, self.embed(y)], 1)))
+
+
+class _TinyD(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = keras.layers.Dense(8, activation="tanh")
+        self.fc2 = keras.layers.Dense(4)
+
+    def call(self, x, y, training=False):
+        return tf.gather(self.fc2(self.fc1(x)), y, axis=1, batch_dims=1)
+
+
+def test_mirrored_step_matches_one_device():
+    if len(tf.config.list_logical_devices("CPU")) < 2:
+        pytest.skip("TensorFlow was initialised before conftest could split the CPU")
+    from selfcond.training import build_optimizer, distribute, make_train_step
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (4, 6)).astype(np.float32)
+    y = np.array([0, 1, 2, 3], np.int32)
+    z = rng.normal(size=(4, 2)).astype(np.float32)
+    finals = []
+    for strategy in (None, tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])):
+        with strategy.scope() if strategy else tf.init_scope():
+            keras.utils.set_random_seed(0)
+            g, d = _TinyG(), _TinyD()
+            g(z, y), d(x, y)
+            g_opt, d_opt = build_optimizer("adam", 1e-2), build_optimizer("adam", 1e-2)
+            g_opt.build(g.trainable_variables)
+            d_opt.build(d.trainable_variables)
+        step = make_train_step(g, d, g_opt, d_opt, reg_type="real", reg_param=10.0, global_batch=4,
+                               strategy=strategy)
+        out = step(*distribute(strategy, x, y, z))
+        finals.append(([v.numpy() for v in g.weights + d.weights], {k: float(v) for k, v in out.items()}))
+    for a, b in zip(finals[0][0], finals[1][0]):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    for key in finals[0][1]:
+        np.testing.assert_allclose(finals[0][1][key], finals[1][1][key], rtol=1e-4)
+
+
+def test_entry_script_usage_error_exits_2(tmp_path):
+    proc = subprocess.run([sys.executable, str(REPO / "selfcond" / "2d_mix" / "train.py"), "--clusterer", "kmeans",
+                           "--data_type", "ring"], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: --clusterer: expected one of selfcondgan")
