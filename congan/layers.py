@@ -59,8 +59,8 @@ def torch_default_bias(fan_in: int) -> keras.initializers.Initializer:
 
 
 def l2_normalize(x, axis=-1, eps: float = SN_EPS):
-    """``F.normalize``: x / max(||x||, eps)."""
-    return x / tf.maximum(tf.norm(x, axis=axis, keepdims=True), eps)
+    """``F.normalize``: x / max(||x||, eps) (written as x * rsqrt(max(||x||^2, eps^2)): fewer graph ops)."""
+    return x * tf.math.rsqrt(tf.maximum(tf.reduce_sum(tf.square(x), axis=axis, keepdims=True), eps * eps))
 
 
 def cosine_similarity(a, b, eps: float = 1e-8):
@@ -261,9 +261,9 @@ class SpectralNormMixin:
             v = l2_normalize(tf.linalg.matvec(w_const, u, transpose_a=True), axis=0)
             self.sn_u.assign(u)
             self.sn_v.assign(v)
-        u = tf.stop_gradient(tf.convert_to_tensor(self.sn_u))
-        v = tf.stop_gradient(tf.convert_to_tensor(self.sn_v))
-        return tf.tensordot(u, tf.linalg.matvec(w, v), 1)
+        else:
+            u, v = tf.stop_gradient(self.sn_u.value), tf.stop_gradient(self.sn_v.value)
+        return tf.reduce_sum(u * tf.linalg.matvec(w, v))
 
     def effective_kernel(self, training):
         return self.kernel / self.sigma(training)
@@ -335,20 +335,27 @@ class BatchNorm(TorchLayer):
     def call(self, x, training=False):
         if training:
             axes = list(range(len(x.shape) - 1))
-            mean, var = tf.nn.moments(x, axes)
-            n = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), x.dtype)
-            unbiased = var * n / tf.maximum(n - 1.0, 1.0)
-            m = self.momentum
-            self.moving_mean.assign(self.moving_mean * m + tf.stop_gradient(mean) * (1.0 - m))
-            self.moving_variance.assign(self.moving_variance * m + tf.stop_gradient(unbiased) * (1.0 - m))
+            mean = tf.reduce_mean(x, axes)
+            var = tf.reduce_mean(tf.square(x - mean), axes)  # biased: used to normalise
+            if None in x.shape[:-1]:
+                n = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), x.dtype)
+                correction = n / tf.maximum(n - 1.0, 1.0)
+            else:
+                n = float(np.prod(x.shape[:-1]))
+                correction = n / max(n - 1.0, 1.0)
+            decay = 1.0 - self.momentum  # running = momentum * running + (1 - momentum) * batch statistic
+            self.moving_mean.assign_sub((self.moving_mean - tf.stop_gradient(mean)) * decay)
+            self.moving_variance.assign_sub((self.moving_variance - tf.stop_gradient(var) * correction) * decay)
         else:
-            mean, var = self.moving_mean, self.moving_variance
-        y = (x - mean) * tf.math.rsqrt(var + self.epsilon)
+            mean, var = self.moving_mean.value, self.moving_variance.value
+        # y = (x - mean) * rsqrt(var + eps) * gamma + beta, folded into one scale and one shift per channel.
+        scale = tf.math.rsqrt(var + self.epsilon)
         if self.scale:
-            y = y * self.gamma
+            scale = scale * self.gamma
+        shift = -mean * scale
         if self.center:
-            y = y + self.beta
-        return y
+            shift = shift + self.beta
+        return x * scale + shift
 
     def torch_tensors(self):
         out = {}
@@ -433,9 +440,8 @@ class ConditionalBatchNorm(keras.layers.Layer):
 
     def call(self, x, r, training=False):
         out = self.bn(x, training=training)
-        gamma_beta = self.embed(r)
-        gamma, beta = gamma_beta[:, : self.num_features], gamma_beta[:, self.num_features:]
-        return gamma[:, None, None, :] * out + beta[:, None, None, :]
+        gamma, beta = tf.split(tf.reshape(self.embed(r), (-1, 1, 1, 2 * self.num_features)), 2, axis=-1)
+        return gamma * out + beta
 
     def torch_modules(self, prefix):
         return [(f"{prefix}.bn", self.bn), (f"{prefix}.embed", self.embed)]

@@ -43,8 +43,12 @@ LATENT_TRANSFORM_MODES = ("partial", "full", "noop")
 
 
 def upsample2(x):
-    """``nn.Upsample(scale_factor=2)`` (nearest). [B, H, W, C] -> [B, 2H, 2W, C]."""
-    return tf.repeat(tf.repeat(x, 2, axis=1), 2, axis=2)
+    """``nn.Upsample(scale_factor=2)`` (nearest). [B, H, W, C] -> [B, 2H, 2W, C].
+
+    With half-pixel centres, output pixel i reads input floor((i + 0.5) / 2) = floor(i / 2): PyTorch's nearest.
+    """
+    return tf.raw_ops.ResizeNearestNeighbor(images=x, size=[2 * x.shape[1], 2 * x.shape[2]], align_corners=False,
+                                            half_pixel_centers=True)
 
 
 def avg_pool(x, size):
