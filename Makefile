@@ -12,10 +12,11 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
-# The main job on built-in data: SLOGAN on its synthetic 8-Gaussian mixture, a short run that already
-# shows the mixture separating. Images, a GIF and TensorBoard logs go to logs/synthetic/demo/.
+# The main job on built-in data: SLOGAN on its synthetic 8-Gaussian mixture. It runs the first 3000 iterations
+# of the full 100000-iteration schedule (the mixture already separates), writing images, a GIF and TensorBoard
+# logs to logs/synthetic/demo/. Running it again with a larger --stop_after (or none) continues the same run.
 demo: $(STAMP)
-	$(PY) slogan_synthetic.py --gpu -1 --iterations 3000 --log_freq 500 --run_name demo
+	$(PY) slogan_synthetic.py --gpu -1 --stop_after 3000 --log_freq 500 --run_name demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q
