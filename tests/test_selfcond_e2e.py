@@ -181,7 +181,7 @@ def test_visualize_clusters(image_runs, monkeypatch):
 # --- multi-device and CLI -------------------------------------------------------------------------------------
 
 
-class _TinyG(keras.Model):
+class TinyG(keras.Model):
     """G(z, y) with the interface of the real generators, small enough to trace in a second."""
 
     def __init__(self):
@@ -193,7 +193,7 @@ class _TinyG(keras.Model):
         return tf.tanh(self.fc(tf.concat([z, self.embed(y)], 1)))
 
 
-class _TinyD(keras.Model):
+class TinyD(keras.Model):
     def __init__(self):
         super().__init__()
         self.fc1 = keras.layers.Dense(8, activation="tanh")
@@ -216,7 +216,7 @@ def test_mirrored_step_matches_one_device():
     for strategy in (None, tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])):
         with strategy.scope() if strategy else tf.init_scope():
             keras.utils.set_random_seed(0)
-            g, d = _TinyG(), _TinyD()
+            g, d = TinyG(), TinyD()
             g(z, y), d(x, y)
             g_opt, d_opt = build_optimizer("adam", 1e-2), build_optimizer("adam", 1e-2)
             g_opt.build(g.trainable_variables)
