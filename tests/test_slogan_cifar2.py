@@ -21,7 +21,7 @@ from common.errors import UsageError
 from common.seeding import set_seed
 from common.slogan import cifar2_data, cifar2_step, resnet, schedules
 from common.slogan.cifar2 import Cifar2Config, Cifar2Run, grid_image, run
-from common.slogan.cifar2_eval import Extractors
+from common.slogan.cifar2_eval import Cifar2Evaluator, Extractors
 from common.slogan.simclr import simclr_loss
 
 SPEC_FLAGS = {  # spec §2.2: name -> (type, default)
@@ -145,11 +145,14 @@ def test_fix_flags_default_off_and_the_schedule_length():
 def test_fixed_eval_split_and_nmi_on_encoder_outputs(monkeypatch):
     monkeypatch.setattr(cifar2_data, "HELD_OUT", 20)
     cfg = tiny_config(fix_eval_split=True, fix_nmi_features=True)
-    pieces = Cifar2Run(cfg, load_cifar10=fake_cifar, extractors=STUB)
+    streams = cifar2_data.build_streams(cfg, fake_cifar)
     total = cifar2_data.build_streams(tiny_config(), fake_cifar).train.size
-    assert pieces.streams.train.size == total - 20
-    assert pieces.streams.test.size == pieces.streams.fid.size == pieces.streams.icfid.size == 20
-    scores = pieces.evaluator.clustering()  # KMeans on [100, 16] encoder outputs
+    assert streams.train.size == total - 20
+    assert streams.test.size == streams.fid.size == streams.icfid.size == 20
+    state = cifar2_step.build_state(cfg, networks=tiny_networks)
+    evaluator = Cifar2Evaluator(state, cfg, streams, STUB, tf.random.Generator.from_seed(0))
+    assert evaluator._probabilities(tf.zeros([3, 32, 32, 3])).shape == (3, cfg.latent_dim)  # raw E outputs
+    scores = evaluator.clustering()
     assert 0.0 <= scores["NMI"] <= 1.0
 
 

@@ -16,7 +16,9 @@ from common.slogan import resnet, tf1_checkpoint
 LATENT, CHANNELS, K = 16, 8, 2
 
 
-def _fresh():
+@pytest.fixture(scope="module")
+def target():
+    """One set of port models and prior; every restore below assigns all of their variables."""
     models = (resnet.build_generator(LATENT, CHANNELS), resnet.build_discriminator(CHANNELS),
               resnet.build_encoder(LATENT, CHANNELS))
     return models, prior_lib.GaussianMixturePrior(K, LATENT, seed=5)
@@ -43,9 +45,8 @@ def _write_tf1(path, values: dict) -> str:
             return saver.save(session, str(path / "model"), global_step=100000)
 
 
-def _reference_values(rng, skip_hidden=False):
+def _reference_values(models, rng, skip_hidden=False):
     """Random values for every TF1 variable of a (LATENT, CHANNELS, K) model, plus extras the Saver stores."""
-    models, prior = _fresh()
     values = {}
     for model in models:
         for name, variable in resnet.tf1_variable_names(model).items():
@@ -66,11 +67,11 @@ def _reference_values(rng, skip_hidden=False):
     return values
 
 
-def test_tf1_checkpoint_loads_every_variable(tmp_path):
-    values = _reference_values(np.random.RandomState(0))
+def test_tf1_checkpoint_loads_every_variable(tmp_path, target):
+    models, prior = target
+    values = _reference_values(models, np.random.RandomState(0))
     prefix = _write_tf1(tmp_path, values)
     assert prefix.endswith("model-100000") and tf1_checkpoint.is_tf1_checkpoint(prefix)
-    models, prior = _fresh()
     step = tf.Variable(0, dtype=tf.int64)
     rebuilt = tf1_checkpoint.restore_tf1(prefix, models, prior, step)
     assert rebuilt == [] and int(step.numpy()) == 100000
@@ -87,10 +88,10 @@ def test_tf1_checkpoint_loads_every_variable(tmp_path):
     assert x.shape == (2, 32, 32, 3) and np.all(np.isfinite(x))
 
 
-def test_missing_zero_debias_state_is_rebuilt_from_the_moving_mean(tmp_path):
-    values = _reference_values(np.random.RandomState(1), skip_hidden=True)
+def test_missing_zero_debias_state_is_rebuilt_from_the_moving_mean(tmp_path, target):
+    models, prior = target
+    values = _reference_values(models, np.random.RandomState(1), skip_hidden=True)
     prefix = _write_tf1(tmp_path, values)
-    models, prior = _fresh()
     rebuilt = tf1_checkpoint.restore_tf1(prefix, models, prior)
     assert len(rebuilt) == 2 * 7
     for bn in models[0].batch_norms:
@@ -103,12 +104,12 @@ def test_missing_zero_debias_state_is_rebuilt_from_the_moving_mean(tmp_path):
         np.testing.assert_allclose(bn.moving_mean.numpy(), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_wrong_or_foreign_checkpoints_are_usage_errors(tmp_path):
-    values = _reference_values(np.random.RandomState(2))
+def test_wrong_or_foreign_checkpoints_are_usage_errors(tmp_path, target):
+    models, prior = target
+    values = _reference_values(models, np.random.RandomState(2))
     values["mu_0"] = np.zeros([LATENT + 1], np.float32)  # another --latent_dim
     (tmp_path / "a").mkdir()
     prefix = _write_tf1(tmp_path / "a", values)
-    models, prior = _fresh()
     with pytest.raises(UsageError, match="mu_0 has shape"):
         tf1_checkpoint.restore_tf1(prefix, models, prior)
     del values["mu_0"], values["generator/conv2d_4/kernel"]
