@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from common.errors import UsageError
 from common.progress import Progress
 from latentclr import build
 from latentclr.checkpoints import load_directions
@@ -33,6 +34,9 @@ def run(cfg, run_dir: str | Path) -> dict:
         load_directions(checkpoint, pieces.model, pieces.projector, pieces.feature_shape)
         hp = cfg["hparams"]
         iterations, batch_size = int(hp["iterations"]), int(hp["batch_size"])
+        if iterations < 1 or batch_size < 2:
+            raise UsageError(f"hparams.iterations must be >= 1 and hparams.batch_size >= 2, got {iterations} and "
+                             f"{batch_size}")
         step = make_eval_step(pieces, use_feed=True)
         acc_sum = loss_sum = 0.0
         bar = Progress(total=iterations, desc="Evaluating... ")
