@@ -74,10 +74,12 @@ def mirrored_two_cpus() -> tf.distribute.MirroredStrategy:
 
     Every MirroredStrategy numbers its collective groups from 1; a second strategy in the same process
     whose collectives differ in type then aborts ("Collective instance … expected type …"). TensorFlow's
-    test hook ``_collective_key_base`` moves each new strategy to fresh keys.
+    test hook ``_collective_key_base`` moves this strategy, and any created after it elsewhere, to fresh keys.
     """
     tf.distribute.MirroredStrategy._collective_key_base += 10_000
-    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    tf.distribute.MirroredStrategy._collective_key_base += 10_000
+    return strategy
 
 
 def _values(variables):
