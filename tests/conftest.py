@@ -25,3 +25,17 @@ def in_tmp(tmp_path, monkeypatch):
     """Run the test with the temporary folder as the working directory (entry points write ./logs)."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _fresh_collective_keys():
+    """Give every test's MirroredStrategy its own collective-key range.
+
+    Each MirroredStrategy numbers its collective instances from the same base; a second strategy in one
+    process whose collectives differ in shape or type then aborts ("Shape mismatch in the collective
+    instance ..."). Real runs build one strategy per process; the test process builds many.
+    """
+    import tensorflow as tf
+
+    tf.distribute.MirroredStrategy._collective_key_base += 10_000
+    yield
