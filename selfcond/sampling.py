@@ -29,6 +29,8 @@ def resolve_iteration(config: dict, it) -> int | str:
     if it is not None and it != -1:
         return it
     its = saved_iterations(out_dir_of(config))
+    if not its and config.get("pretrained"):
+        return "pretrained"
     if not its:
         raise UsageError(f"{out_dir_of(config)}/chkpts: no model_XXXXXXXX checkpoint; train the config first")
     return its[-1]

@@ -127,6 +127,46 @@ def due_events(it: int, training: dict) -> dict[str, bool]:
     }
 
 
+class InceptionMonitor:
+    """The original's training-time Inception Score monitor ("pt_inception", spec §7.3b), every
+    ``inception_every`` iterations (it > 0), one split over ``inception_nsamples`` samples whose labels are the
+    clusterer's labels of real batches.
+
+    The original uses torchvision's Inception-v3 (not reachable here); the port uses the TF-GAN Inception
+    graph of :mod:`common.inception` (first 1000 logits) when it can be loaded, and otherwise says so once
+    and skips the monitor. It is monitoring only, never a paper number. Its random draws do not touch the
+    training RNGs, so training is the same with or without it.
+    """
+
+    def __init__(self, nsamples: int):
+        self.nsamples, self.net, self.disabled = int(nsamples), None, False
+
+    def __call__(self, state, loader, it: int, seed: int) -> tuple[float, float] | None:
+        if self.disabled:
+            return None
+        from common.inception import load_inception
+        from common.metrics import inception_score
+
+        try:
+            self.net = self.net or load_inception("tfgan")
+            self.net.logits(np.zeros([1, 32, 32, 3], np.float32))  # loads the graph (or fails) before sampling
+        except UsageError as err:
+            print(f"note: Inception monitor skipped from now on ({str(err).splitlines()[0]})", file=sys.stderr)
+            self.disabled = True
+            return None
+        config = state.config
+        rng = make_generator(seed * 1000003 + it)
+        images, batch = [], 0
+        while sum(len(i) for i in images) < self.nsamples:
+            x, y = loader.batch(batch)
+            labels = state.clusterer.get_labels(tf.constant(x), tf.constant(y))
+            z = sample_z(rng, config["z_dist"]["type"], len(x), int(config["z_dist"]["dim"]))
+            images.append(state.sampler_generator(z, labels, training=False).numpy())
+            batch += 1
+        logits = self.net.logits(np.concatenate(images)[:self.nsamples])
+        return inception_score(logits, splits=1, num_classes=1000)
+
+
 class RunState:
     """Everything a run or an evaluation of a config needs: models, optimizers, clusterer, RNGs, checkpoint.
 
@@ -291,7 +331,7 @@ def _run_locked(config: dict, options: TrainOptions, out_dir: Path) -> dict:
     )
     stop_at = total if options.max_it is None else min(total, int(options.max_it))
     last = _loop(config, options, state, step, loader, start, stop_at, total, out_dir, x_test, y_test, z_test,
-                 logbook)
+                 logbook, Loader(dataset, batch_size, seed, "eval"), seed)
     logbook.close()
     if stop_at < total:
         if start < stop_at:
@@ -303,11 +343,12 @@ def _run_locked(config: dict, options: TrainOptions, out_dir: Path) -> dict:
 
 
 def _loop(config, options, state, step, loader, start, stop_at, total, out_dir, x_test, y_test, z_test,
-          logbook) -> dict:
+          logbook, eval_loader, seed) -> dict:
     training = config["training"]
     batch_size, z_kind, z_dim = int(training["batch_size"]), config["z_dist"]["type"], int(config["z_dist"]["dim"])
     sample_nlabels = min(int(config["data"]["nlabels"]), int(training["sample_nlabels"]))
     last: dict = {}
+    monitor = InceptionMonitor(int(training["inception_nsamples"]))
     bar = Progress(total=total, initial=start, desc=str(out_dir), enabled=options.show_progress)
     with StopRequest() as stop:
         for it in range(start, stop_at):
@@ -331,6 +372,12 @@ def _loop(config, options, state, step, loader, start, stop_at, total, out_dir, 
                 state.clusterer.recluster(state.discriminator, x_batch=tf.constant(x_real))
             if due["sample"]:
                 _sample_grids(state, it, out_dir, x_test, y_test, z_test, sample_nlabels, logbook)
+            if it % int(training["inception_every"]) == 0 and it > 0:
+                scores = monitor(state, eval_loader, it, seed)
+                if scores is not None:
+                    logbook.scalars(it, {"metrics/pt_inception_mean": scores[0],
+                                         "metrics/pt_inception_stddev": scores[1]})
+                    print(f"[epoch {epoch}, it {it}] pt_inception_mean: {scores[0]}, pt_inception_stddev: {scores[1]}")
             if due["backup"]:
                 print("Saving backup...")
                 state.save(out_dir, it)

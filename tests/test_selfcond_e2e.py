@@ -178,6 +178,36 @@ def test_visualize_clusters(image_runs, monkeypatch):
     assert "0_gen.png" in page
 
 
+def test_inception_monitor_with_a_stand_in_network(image_runs, monkeypatch):
+    import common.inception
+    import selfcond.data
+    from common.errors import UsageError as Usage
+    from selfcond.config import load_config
+    from selfcond.data import Loader, build_dataset
+    from selfcond.sampling import load_run
+    from selfcond.trainer import InceptionMonitor
+
+    monkeypatch.setattr(selfcond.data, "STACKED_MNIST_SIZE", 400)
+    config = load_config(image_runs["configs"]["straight"])
+    state, _ = load_run(config, 4)
+    loader = Loader(build_dataset(config, seed=0), 20, 0, "eval")
+
+    class StandIn:
+        def logits(self, images):
+            return np.tile([[2.0, 0.0, 1.0]], (len(images), 1))
+
+    monkeypatch.setattr(common.inception, "load_inception", lambda which: StandIn())
+    mean, std = InceptionMonitor(30)(state, loader, 10, seed=0)
+    assert abs(mean - 1.0) < 1e-9 and std == 0.0  # identical predictions: IS = 1
+
+    def missing(which):
+        raise Usage("inception graph not found")
+
+    monkeypatch.setattr(common.inception, "load_inception", missing)
+    monitor = InceptionMonitor(30)
+    assert monitor(state, loader, 10, seed=0) is None and monitor.disabled
+
+
 # --- multi-device and CLI -------------------------------------------------------------------------------------
 
 
@@ -229,6 +259,23 @@ def test_mirrored_step_matches_one_device():
         np.testing.assert_allclose(a, b, atol=1e-5)
     for key in finals[0][1]:
         np.testing.assert_allclose(finals[0][1][key], finals[1][1][key], rtol=1e-4)
+
+
+def test_batch_norm_statistics_under_mirrored_strategy():
+    """Per-replica batch statistics (unsynchronised, like DataParallel); the running copies are averaged."""
+    if len(tf.config.list_logical_devices("CPU")) < 2:
+        pytest.skip("TensorFlow was initialised before conftest could split the CPU")
+    from selfcond.layers import TorchBatchNorm
+    from selfcond.training import distribute
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        bn = TorchBatchNorm()
+        bn.build((None, 3))
+    x = np.concatenate([np.full((2, 3), 1.0), np.full((2, 3), 5.0)]).astype(np.float32)
+    out = strategy.run(tf.function(lambda v: bn(v, training=True)), args=distribute(strategy, x))
+    np.testing.assert_allclose(strategy.experimental_local_results(out)[0].numpy(), 0.0, atol=1e-3)
+    np.testing.assert_allclose(bn.moving_mean.numpy(), [0.3, 0.3, 0.3], rtol=1e-5)  # 0.1 * mean(1, 5)
 
 
 def test_entry_script_usage_error_exits_2(tmp_path):
