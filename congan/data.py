@@ -1,9 +1,9 @@
 """Data of the ConGAN ports: local image readers, the shuffled drop-last loader, and the augmentations.
 
-Readers (spec §4; no network): the CIFAR-10 "python" pickle batches, the Tiny ImageNet layout
-``train/<wnid>/images/*.JPEG`` and any image folder (``<root>/train/<class>/*`` or ``<root>/<class>/*``,
-ImageFolder order: classes sorted, files sorted). Labels are dropped. Images are held in memory as uint8
-[N, S, S, 3], resized once to ``image_size`` with PIL bilinear (a no-op at the native 32/64 px; a
+Readers (spec §4; no network; file formats from :mod:`common.data_formats`): the CIFAR-10 "python" pickle
+batches, the Tiny ImageNet layout ``train/<wnid>/images/*.JPEG`` and any image folder (``<root>/train/<class>/*``
+or ``<root>/<class>/*``, ImageFolder order: classes sorted, files sorted). Labels are dropped. Images are held
+in memory as uint8 [N, S, S, 3], resized once to ``image_size`` with PIL bilinear (a no-op at the native 32/64 px; a
 non-square image is resized on its shorter side and centre-cropped). Grayscale files become RGB.
 
 Loader: :class:`EpochBatches` gives, for global epoch e, a permutation and per-sample horizontal flips
@@ -22,8 +22,6 @@ Augmentations (in-graph, seeded by a checkpointed ``tf.random.Generator``):
 from __future__ import annotations
 
 import math
-import os
-import pickle
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -31,9 +29,9 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from common.data_formats import cifar_rows_to_images, decode_image, find_split_dir, list_image_folder, read_cifar_batch
 from common.errors import UsageError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".gif", ".tif", ".tiff")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -52,50 +50,26 @@ def read_cifar10_train(root: str | Path) -> np.ndarray:
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise UsageError(f"--data_dir: CIFAR-10 python batches not found ({missing[0]}); expected the extracted "
-                         "cifar-10-python.tar.gz")
-    rows = []
-    for path in paths:
-        with open(path, "rb") as handle:
-            batch = pickle.load(handle, encoding="bytes")
-        data = batch.get(b"data", batch.get("data"))
-        rows.append(np.asarray(data, np.uint8))
-    return np.concatenate(rows).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy()
+                         "cifar-10-python.tar.gz (python download.py prepares it)")
+    return cifar_rows_to_images(np.concatenate([read_cifar_batch(p)[0] for p in paths]))
 
 
-def list_image_files(root: str | Path, dataset: str) -> list[Path]:
-    """Image files in ImageFolder order for ``tiny_imagenet`` or ``folder`` layouts."""
+def list_image_files(root: str | Path, dataset: str) -> list[str]:
+    """Image files in ImageFolder order: ``<root>/train/<class>/**`` (Tiny ImageNet: ``<wnid>/images/*``)
+    or ``<root>/<class>/**``."""
     root = Path(root)
     if not root.is_dir():
         raise UsageError(f"--data_dir: {root} is not a folder")
-    base = root / "train" if (root / "train").is_dir() else root
-    if dataset == "tiny_imagenet":
-        files = sorted(base.glob("*/images/*"))
-    else:
-        files = []
-        for dirpath, dirnames, filenames in os.walk(base):
-            dirnames.sort()
-            files += [Path(dirpath) / f for f in sorted(filenames)]
-    files = [f for f in files if f.suffix.lower() in IMAGE_EXTENSIONS]
-    if not files:
-        raise UsageError(f"--data_dir: no image files under {base} (layout {dataset!r})")
-    return files
-
-
-def decode_file(path: Path, size: int) -> np.ndarray:
-    """One RGB image as uint8 [size, size, 3]: PIL bilinear resize of the shorter side, centre crop."""
+    base = find_split_dir(root, "train") or root
     try:
-        with Image.open(path) as img:
-            img = img.convert("RGB")
-            w, h = img.size
-            if (w, h) != (size, size):
-                scale = size / min(w, h)
-                nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-                img = img.resize((nw, nh), Image.BILINEAR)
-                left, top = (nw - size) // 2, (nh - size) // 2
-                img = img.crop((left, top, left + size, top + size))
-            return np.asarray(img, np.uint8)
-    except OSError as err:
-        raise UsageError(f"{path}: cannot read image ({err})") from err
+        return list_image_folder(base)[0]
+    except (UsageError, OSError) as err:
+        raise UsageError(f"--data_dir: no {dataset} images under {base} ({err})") from None
+
+
+def decode_file(path: str | Path, size: int) -> np.ndarray:
+    """One RGB image as uint8 [size, size, 3] (PIL bilinear resize of the shorter side, centre crop)."""
+    return decode_image(str(path), "RGB", size, where=str(path))
 
 
 def resize_images(images: np.ndarray, size: int) -> np.ndarray:

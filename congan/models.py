@@ -45,10 +45,11 @@ LATENT_TRANSFORM_MODES = ("partial", "full", "noop")
 def upsample2(x):
     """``nn.Upsample(scale_factor=2)`` (nearest). [B, H, W, C] -> [B, 2H, 2W, C].
 
-    With half-pixel centres, output pixel i reads input floor((i + 0.5) / 2) = floor(i / 2): PyTorch's nearest.
+    Each pixel is broadcast to a 2x2 block (three graph ops, differentiable and XLA-compatible).
     """
-    return tf.raw_ops.ResizeNearestNeighbor(images=x, size=[2 * x.shape[1], 2 * x.shape[2]], align_corners=False,
-                                            half_pixel_centers=True)
+    _, h, w, c = x.shape
+    blocks = tf.broadcast_to(tf.reshape(x, (-1, h, 1, w, 1, c)), (tf.shape(x)[0], h, 2, w, 2, c))
+    return tf.reshape(blocks, (-1, 2 * h, 2 * w, c))
 
 
 def avg_pool(x, size):
