@@ -109,16 +109,14 @@ class Pieces:
     def chunked_features(self, inputs):
         """G_f of [K*B, S] latents (or a list of them) run direction by direction, B rows at a time, as the
         original loops: a generator whose layers use batch statistics (GLO) sees the same batch size as
-        for the unedited features."""
+        for the unedited features. The loop is unrolled in the traced graph (static shapes, so XLA works)."""
         k = self.k
-
-        def chunks(x):
-            return tf.reshape(x, (k, -1, x.shape[-1]))
-
-        elems = [chunks(x) for x in inputs] if isinstance(inputs, list) else chunks(inputs)
-        spec = tf.TensorSpec((None,) + self.feature_shape, tf.float32)
-        feats = tf.map_fn(self.generator.get_features, elems, fn_output_signature=spec)
-        return tf.reshape(feats, (-1,) + self.feature_shape)
+        if isinstance(inputs, list):
+            parts = [tf.split(x, k, axis=0) for x in inputs]
+            chunks = [[p[j] for p in parts] for j in range(k)]
+        else:
+            chunks = tf.split(inputs, k, axis=0)
+        return tf.concat([self.generator.get_features(chunk) for chunk in chunks], axis=0)
 
     def draw(self, batch_size: int):
         """A batch of latents and step sizes from NumPy's global RNG, in the original's order."""

@@ -292,10 +292,10 @@ def test_cli_one_line_errors(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_train_then_gen_from_the_saved_config(toys, tmp_path):
+def test_cli_train_then_gen_from_the_saved_config(toys, tmp_path, monkeypatch):
     args = ["generator=keras", f"generator.model_path={toys['toy']}", "generator.feature_layer=conv8", "k=4",
             "hparams.batch_size=4", "hparams.iterations=4", "eval_freq=2", "eval_iters=1"]
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     proc = run_script("train.py", *args)
     assert proc.returncode == 0, proc.stderr[-2000:]
     runs = list((tmp_path / "outputs" / "run" / "train" / "latentclr.generators.KerasGenerator").glob("*/*/*"))
