@@ -582,3 +582,15 @@ def test_job_control(tmp_path):
     assert job_is_done_or_taken(tmp_path / "stale") is None  # a dead holder's lock is taken over
     mark_job_done(tmp_path / "job")
     assert "done by" in job_is_done_or_taken(tmp_path / "job")
+
+
+def test_finished_image_run_does_nothing(tmp_path, capsys):
+    from selfcond.trainer import TrainOptions, run
+
+    out = tmp_path / "finished"
+    out.mkdir()
+    (out / "done.txt").write_text("done by someone")
+    config = cfg(training={"out_dir": str(out)}, data={"train_dir": str(tmp_path / "absent")})
+    assert run(config, TrainOptions("x.yaml")) == {}  # returns before touching the (absent) data
+    assert "done by someone" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["done.txt"]
