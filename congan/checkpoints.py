@@ -17,8 +17,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-
 from common.errors import UsageError
 from common.fileio import atomic_write_json
 from congan.torch_io import export_state_dict, import_state_dict, load_state_dict, save_npz_state_dict
@@ -83,8 +81,3 @@ def export_original(folder: str | Path, nets) -> dict[str, Path]:
         state = export_state_dict(model) if model.torch_modules() else {}
         save_npz_state_dict(paths[stem], state)
     return paths
-
-
-def weights_snapshot(nets) -> list[np.ndarray]:
-    """Copies of every variable of G, D, T, Q (for comparisons in tests and checks)."""
-    return [np.array(v) for m in (nets.G, nets.D, nets.T, nets.Q) for v in m.weights]

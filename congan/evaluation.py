@@ -139,12 +139,6 @@ def score(fake_uint8: np.ndarray, real_uint8: np.ndarray, extractor, splits: int
     return out
 
 
-def reference_images(cfg, limit: int = 0) -> np.ndarray:
-    """The FID reference set: all training images (spec §8.8), or the first ``limit`` of them."""
-    images = training_images(cfg)
-    return images[:limit] if limit else images
-
-
 def _fresh_images(cfg, images: np.ndarray, count: int, seed: int) -> np.ndarray:
     """``count`` images (in [-1, 1]) from the start of a fresh shuffled pass (several batches if needed)."""
     batches = EpochBatches(images, cfg.batch_size, seed)

@@ -135,12 +135,6 @@ def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in state.items()}
 
 
-def strip_prefix(state: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
-    """Entries under ``prefix.`` with the prefix removed (e.g. ``G.`` of ``model.pth.tar``)."""
-    head = prefix + "."
-    return {k[len(head):]: v for k, v in state.items() if k.startswith(head)}
-
-
 def _tensor_table(modules: Iterable[tuple[str, object]]):
     table = {}
     for prefix, layer in modules:

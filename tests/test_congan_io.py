@@ -224,3 +224,30 @@ def test_horizontal_flip_in_about_half_the_samples():
     flipped = int((loader.batch(0, 0)[:, 0, 0, 0] == 0).sum())
     assert 450 < flipped < 550
     assert flipped == int((EpochBatches(images, 1000, seed=0).batch(0, 0)[:, 0, 0, 0] == 0).sum())
+
+
+def test_export_and_load_of_the_three_files(tmp_path, tiny_nets):
+    from congan.checkpoints import export_original, load_weights_folder
+
+    nets, cfg, simsiam = tiny_nets
+    paths = export_original(tmp_path, nets)
+    assert sorted(p.name for p in paths.values()) == ["Q.npz", "latent_transform.npz", "model.npz"]
+    fresh = build_networks(cfg, simsiam.encoder, 64)
+    used = load_weights_folder(tmp_path, fresh)
+    assert used["model"].name == "model.npz"
+    for a, b in zip(nets.gan.weights + nets.T.weights + nets.Q.weights,
+                    fresh.gan.weights + fresh.T.weights + fresh.Q.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    with pytest.raises(UsageError, match="no Q"):
+        load_weights_folder(_only(tmp_path), fresh)
+
+
+def _only(folder):
+    """A copy of ``folder`` without the Q file."""
+    import shutil
+
+    target = folder / "partial"
+    target.mkdir()
+    for name in ("model.npz", "latent_transform.npz"):
+        shutil.copy(folder / name, target / name)
+    return target
