@@ -140,6 +140,10 @@ def test_image_training_outputs_and_exact_resume(image_runs):
     _assert_same_checkpoints(out / "chkpts" / "model_00000005", root / "resumed" / "chkpts" / "model_00000005")
 
 
+# Slow and data-dependent: training the mode counter reads MNIST from the download.py cache, which a clean
+# clone does not have (it passed only where `download.py --datasets MNIST` had been run). Kept out of the
+# default run until the classifier is trained on generated digits here.
+@pytest.mark.slow
 def test_metrics_modes_and_cluster_metrics(image_runs, monkeypatch):
     import argparse
 
