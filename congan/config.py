@@ -102,7 +102,8 @@ class Framework2Config:
     simsiam_bn_mode: str = _f("batch", "SimSiam BN: batch (faithful: never in eval mode) or inference",
                               choices=("batch", "inference"))
     sample_repr: str = _f("real", "training-time representation source", choices=REPR_SOURCES)
-    strict_original_slerp: bool = _f(False, "slerp of unnormalised vectors as in the notebook (gives NaN)")
+    fix_slerp: bool = _f(False, "fixed slerp (angle of the normalised vectors); default: the notebook's slerp of "
+                                "unnormalised representations, which gives NaN (spec §8.1)")
     save_freq: int = _f(10, "write results/*.weights.h5 after global epochs e with e %% save_freq == 0", type=int)
     checkpoint_every: int = _f(0, "iterations between resume checkpoints (0: every epoch)", type=int)
     subset: int = _f(0, "use only N evenly spaced images of the dataset (0: all; smoke runs)", type=int)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -154,18 +155,37 @@ def _side_by_side(grids: list[np.ndarray], gap: int = 8) -> np.ndarray:
     return np.concatenate(padded, axis=1)[:, :-gap]
 
 
+def _finite_for_grid(images: np.ndarray, method: str, fixed_slerp: bool) -> np.ndarray:
+    """``images`` with non-finite pixels set to 0 (mid-grey), after one warning line on stderr if there are any.
+
+    The notebook's slerp on unnormalised representations gives NaN representations and so NaN images
+    (spec §8.1); the grid is still written so that the result is visible.
+    """
+    bad = ~np.isfinite(images)
+    if bad.any():
+        where = f"{int(bad.sum())} of {bad.size} pixel values of the {method} samples are not finite"
+        if method == "slerp" and not fixed_slerp:
+            why = ("the notebook's slerp of unnormalised representations gives NaN here (spec §8.1); "
+                   "--fix_slerp fixes it")
+        else:
+            why = "the generator produced non-finite values"
+        print(f"warning: {why}; {where} and are drawn as 0 (mid-grey) in {method}.png", file=sys.stderr)
+    return np.where(bad, 0.0, images)
+
+
 def framework2_sample_grids(cfg, nets, images: np.ndarray, methods, n: int = 16, seed: int = 0,
-                            strict_original_slerp: bool | None = None) -> dict[str, np.ndarray]:
+                            fix_slerp: bool | None = None) -> dict[str, np.ndarray]:
     """The "Training/Results" cells: uint8 grids (4 per row) per sampling method, G in eval mode.
 
     real: [x | G(E(x))]; slerp/lerp: [x1 | x2 | two draws of G(interp(E(x1), E(x2)))]; uniform/gaussian: G(r).
+    ``fix_slerp`` None: the run's ``--fix_slerp``. Non-finite pixels are drawn as 0 with a warning.
     """
     from congan.runs import sample_grid
     from congan.sampling import generate, sample_representations
 
     rng = tf.random.Generator.from_seed(seed, alg="philox")
     x = tf.constant(_fresh_images(cfg, images, 2 * n, seed))
-    strict = cfg.strict_original_slerp if strict_original_slerp is None else strict_original_slerp
+    fixed = cfg.fix_slerp if fix_slerp is None else fix_slerp
     repr_dim = nets.E.dim
 
     def encode(batch):
@@ -173,19 +193,20 @@ def framework2_sample_grids(cfg, nets, images: np.ndarray, methods, n: int = 16,
 
     def fake(method):
         r = sample_representations(method, n, rng=rng, repr_dim=repr_dim, encode=encode, images=x,
-                                   repr_noise=cfg.repr_noise, strict_original_slerp=strict)
+                                   repr_noise=cfg.repr_noise, fix_slerp=fixed)
         return generate(nets, r, rng, training=False, add_im_noise=True, im_noise=cfg.im_noise).numpy()
 
     grids = {}
     for method in methods:
         if method == "real":
-            grids[method] = _side_by_side([sample_grid(x[:n].numpy()), sample_grid(fake(method))])
+            out = _finite_for_grid(fake(method), method, fixed)
+            grids[method] = _side_by_side([sample_grid(x[:n].numpy()), sample_grid(out)])
         elif method in ("slerp", "lerp"):
+            draws = _finite_for_grid(np.stack([fake(method), fake(method)]), method, fixed)
             grids[method] = _side_by_side([sample_grid(x[:n].numpy()), sample_grid(x[n:].numpy()),
-                                           sample_grid(np.nan_to_num(fake(method))),
-                                           sample_grid(np.nan_to_num(fake(method)))])
+                                           sample_grid(draws[0]), sample_grid(draws[1])])
         else:
-            grids[method] = sample_grid(fake(method))
+            grids[method] = sample_grid(_finite_for_grid(fake(method), method, fixed))
     return grids
 
 
@@ -234,7 +255,7 @@ def run_evaluation(run_dir, *, load=None, num_samples=10000, n_samples_mode="ori
 
 
 def run_sampling(run_dir, *, methods, n=16, seed=0, out_dir=None, load=None,
-                 strict_original_slerp: bool | None = None) -> dict[str, Path]:
+                 fix_slerp: bool | None = None) -> dict[str, Path]:
     """Write the result grids of a run (Framework 2: one PNG per method; Framework 1: one PNG) + an HTML page."""
     from common.images import save_png, write_html_page
 
@@ -242,7 +263,7 @@ def run_sampling(run_dir, *, methods, n=16, seed=0, out_dir=None, load=None,
     out_dir = Path(out_dir) if out_dir else Path(run_dir) / "results" / "samples"
     if cfg.framework == 2:
         cfg, nets, _ = load_framework2(run_dir, load)
-        grids = framework2_sample_grids(cfg, nets, training_images(cfg), methods, n, seed, strict_original_slerp)
+        grids = framework2_sample_grids(cfg, nets, training_images(cfg), methods, n, seed, fix_slerp)
     else:
         cfg, state, _ = load_framework1(run_dir)
         grids = {"decoded": framework1_sample_grid(cfg, state, training_images(cfg), n, seed)}

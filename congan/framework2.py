@@ -178,7 +178,7 @@ def draw_representation(nets, cfg, rng, repr_images, batch_size, repr_dim):
     t = rng.uniform((batch_size,))
     if source == "lerp":
         return tf.stop_gradient(lerp(reprs[0], reprs[1], t))
-    return tf.stop_gradient(slerp(reprs[0], reprs[1], t, strict_original=cfg.strict_original_slerp))
+    return tf.stop_gradient(slerp(reprs[0], reprs[1], t, fix=cfg.fix_slerp))
 
 
 def generate(nets, r, noise, training, im_noise=0.0, rng=None):

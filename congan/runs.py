@@ -56,6 +56,7 @@ def simsiam_for(cfg):
 def progress_grid(real: np.ndarray, fake: np.ndarray) -> np.ndarray:
     """The notebook's progress grid: real images then fakes, 8 per row, padding 2, [-1, 1] -> uint8."""
     images = np.concatenate([np.asarray(real), np.asarray(fake)])
+    images = np.where(np.isfinite(images), images, 0.0)  # a diverged (NaN) generator shows as mid-grey
     rows = int(np.ceil(len(images) / 8))
     return make_grid(to_uint8(np.clip(images, -1, 1)), rows=rows, cols=8, padding=2)
 
@@ -63,6 +64,7 @@ def progress_grid(real: np.ndarray, fake: np.ndarray) -> np.ndarray:
 def sample_grid(images: np.ndarray, per_row: int = 4) -> np.ndarray:
     """A results-cell grid (nrow=4, padding 2) of [-1, 1] images as uint8."""
     images = np.asarray(images)
+    images = np.where(np.isfinite(images), images, 0.0)
     return make_grid(to_uint8(np.clip(images, -1, 1)), cols=per_row, padding=2)
 
 

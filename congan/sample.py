@@ -2,7 +2,7 @@
 """Generate from a trained run with each representation sampling method (the notebook's "Training/Results").
 
     python congan/sample.py --run_dir logs/congan/run1                      # real, slerp, lerp, uniform, gaussian
-    python congan/sample.py --run_dir RUN --methods slerp --strict_original_slerp   # the notebook's NaN slerp
+    python congan/sample.py --run_dir RUN --methods slerp --fix_slerp       # the notebook's slerp gives NaN images
 
 Framework 2 writes ``<run_dir>/results/samples/<method>.png`` (real: [x | G]; slerp/lerp: [x1 | x2 | two
 draws]; priors: G only), Framework 1 ``decoded.png``; plus an ``index.html``.
@@ -26,7 +26,9 @@ def build_parser():
     p.add_argument("--run_dir", required=True, help="run folder written by congan/train.py")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
     p.add_argument("--num", type=int, default=16, help="samples per grid (the notebook: 16)")
-    p.add_argument("--strict_original_slerp", action="store_true", help="slerp exactly as the notebook (NaN)")
+    p.add_argument("--fix_slerp", action=argparse.BooleanOptionalAction, default=None,
+                   help="fixed slerp (the notebook's gives NaN on SimSiam representations); default: the run's "
+                        "--fix_slerp setting")
     p.add_argument("--load", default=None, help="weights folder instead of the newest checkpoint (Framework 2)")
     p.add_argument("--out_dir", default=None, help="output folder (default <run_dir>/results/samples)")
     p.add_argument("--seed", type=int, default=0, help="seed")
@@ -50,7 +52,7 @@ def main(argv=None):
     from congan.evaluation import run_sampling
 
     paths = run_sampling(args.run_dir, methods=methods, n=args.num, seed=args.seed, out_dir=args.out_dir,
-                         load=args.load, strict_original_slerp=args.strict_original_slerp or None)
+                         load=args.load, fix_slerp=args.fix_slerp)
     for name, path in paths.items():
         print(f"{name}: {path}")
     return paths

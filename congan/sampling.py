@@ -6,9 +6,10 @@ Methods of :func:`sample_representations` (all return float32 [n, repr_dim]):
 - ``uniform``: U(-1, 1);  ``gaussian``: N(0, I).
 
 The notebook's slerp assumes unit vectors; SimSiam representations have norm ~45, so arccos gets
-arguments far outside [-1, 1] and the images are NaN (spec §8.1). The default :func:`slerp` measures the
-angle between L2-normalised copies (cosine clamped to [-1, 1]) and weights the raw vectors, falling back to
-lerp when sin(omega) < 1e-6; ``strict_original=True`` reproduces the NaN.
+arguments far outside [-1, 1] and the images are NaN (spec §8.1). Bug-compatible by default:
+:func:`slerp` computes exactly that. ``fix=True`` (``--fix_slerp``) measures the angle between
+L2-normalised copies (cosine clamped to [-1, 1]) and weights the raw vectors, falling back to lerp when
+sin(omega) < 1e-6.
 """
 
 from __future__ import annotations
@@ -26,10 +27,14 @@ def lerp(a, b, t):
     return t * a + (1.0 - t) * b
 
 
-def slerp(a, b, t, strict_original: bool = False):
-    """Spherical interpolation [sin((1-t) w) a + sin(t w) b] / sin w. a, b [n, D], t [n]; t=0 -> a, t=1 -> b."""
+def slerp(a, b, t, fix: bool = False):
+    """Spherical interpolation [sin((1-t) w) a + sin(t w) b] / sin w. a, b [n, D], t [n]; t=0 -> a, t=1 -> b.
+
+    Default (the notebook): w = arccos(a . b) of the raw vectors, NaN unless |a . b| <= 1 (spec §8.1).
+    ``fix=True``: w from the normalised vectors, clamped; lerp where sin w < 1e-6. Returns [n, D].
+    """
     t = tf.reshape(tf.cast(t, a.dtype), (-1, 1))
-    if strict_original:
+    if not fix:
         omega = tf.acos(tf.reduce_sum(a * b, axis=1, keepdims=True))
         so = tf.sin(omega)
         return tf.sin((1.0 - t) * omega) / so * a + tf.sin(t * omega) / so * b
@@ -44,7 +49,7 @@ def slerp(a, b, t, strict_original: bool = False):
 
 
 def sample_representations(method: str, n: int, *, rng: tf.random.Generator, repr_dim: int, encode=None,
-                           images=None, repr_noise: float = 1e-5, strict_original_slerp: bool = False):
+                           images=None, repr_noise: float = 1e-5, fix_slerp: bool = False):
     """Representations to generate from (spec §2.5).
 
     Args:
@@ -54,6 +59,7 @@ def sample_representations(method: str, n: int, *, rng: tf.random.Generator, rep
         repr_dim: representation size.
         encode: ``encode(x)`` = E(x) for x in [-1, 1] [B, S, S, 3] (needed by real/slerp/lerp).
         images: float images in [-1, 1], at least n (real) or 2n (slerp/lerp) of them.
+        fix_slerp: the fixed slerp instead of the notebook's (NaN on unnormalised representations).
     Returns:
         float32 [n, repr_dim].
     """
@@ -72,7 +78,7 @@ def sample_representations(method: str, n: int, *, rng: tf.random.Generator, rep
         return noisy_repr(images[:n])
     r1, r2 = noisy_repr(images[:n]), noisy_repr(images[n:2 * n])
     t = rng.uniform((n,))
-    return slerp(r1, r2, t, strict_original_slerp) if method == "slerp" else lerp(r1, r2, t)
+    return slerp(r1, r2, t, fix_slerp) if method == "slerp" else lerp(r1, r2, t)
 
 
 def generate(nets, r, rng, noise=None, training=False, add_im_noise=True, im_noise=1e-2):

@@ -60,6 +60,9 @@ def run_framework2(cfg, images: np.ndarray | None = None, show_progress: bool = 
         stop_after: end after this many iterations (an interruption, for resume tests).
     """
     cfg = resolve_seed(cfg)
+    if cfg.sample_repr == "slerp" and not cfg.fix_slerp:
+        print("warning: --sample_repr slerp uses the notebook's slerp, which gives NaN on unnormalised SimSiam "
+              "representations (spec §8.1), so the losses will be NaN; --fix_slerp fixes it", file=sys.stderr)
     run_dir, _ = prepare_run_dir(cfg.run_dir, cfg)
     set_seed(cfg.seed)
     batches = EpochBatches(training_images(cfg, images), cfg.batch_size, cfg.seed)

@@ -145,23 +145,34 @@ def test_sampling_methods():
 
     real = sample_representations("real", 4, rng=rng, repr_dim=48, encode=encode, images=images).numpy()
     np.testing.assert_allclose(real, encode(images[:4]).numpy(), atol=1e-4)
-    for method in ("slerp", "lerp"):
-        out = sample_representations(method, 4, rng=rng, repr_dim=48, encode=encode, images=images).numpy()
+    for method, fix in (("slerp", True), ("lerp", False)):
+        out = sample_representations(method, 4, rng=rng, repr_dim=48, encode=encode, images=images,
+                                     fix_slerp=fix).numpy()
         assert out.shape == (4, 48) and np.all(np.isfinite(out))
+    # The default is the notebook's slerp: NaN on these unnormalised representations (norm ~ 40 sqrt(48)).
+    notebook = sample_representations("slerp", 4, rng=rng, repr_dim=48, encode=encode, images=images).numpy()
+    assert notebook.shape == (4, 48) and np.all(np.isnan(notebook))
 
 
 def test_slerp_and_lerp_definitions():
+    """Spec §9.15: the fixed slerp (--fix_slerp) references, and the notebook's slerp (the default)."""
     a, b = tf.constant([[1.0, 0.0, 0.0]]), tf.constant([[0.0, 1.0, 0.0]])
-    np.testing.assert_allclose(slerp(a, b, [0.0]).numpy(), a.numpy(), atol=1e-6)
-    np.testing.assert_allclose(slerp(a, b, [1.0]).numpy(), b.numpy(), atol=1e-6)
+    np.testing.assert_allclose(slerp(a, b, [0.0], fix=True).numpy(), a.numpy(), atol=1e-6)
+    np.testing.assert_allclose(slerp(a, b, [1.0], fix=True).numpy(), b.numpy(), atol=1e-6)
+    np.testing.assert_allclose(slerp(a, b, [0.5], fix=True).numpy(), (a + b).numpy() / math.sqrt(2), atol=1e-6)
+    # On unit vectors the notebook's formula is already right.
     np.testing.assert_allclose(slerp(a, b, [0.5]).numpy(), (a + b).numpy() / math.sqrt(2), atol=1e-6)
-    np.testing.assert_allclose(slerp(a, b, [0.5], strict_original=True).numpy(), (a + b).numpy() / math.sqrt(2),
-                               atol=1e-6)
+    np.testing.assert_allclose(slerp(a, b, [0.25]).numpy(), slerp(a, b, [0.25], fix=True).numpy(), atol=1e-6)
     np.testing.assert_allclose(lerp(a, b, [1.0]).numpy(), a.numpy())
     big_a, big_b = 45.0 * tf.constant([[0.6, 0.8, 0.0]]), 45.0 * tf.constant([[0.0, 0.6, 0.8]])
-    assert np.all(np.isfinite(slerp(big_a, big_b, [0.3]).numpy()))
-    assert np.all(np.isnan(slerp(big_a, big_b, [0.3], strict_original=True).numpy()))
-    np.testing.assert_allclose(slerp(big_a, big_a, [0.3]).numpy(), big_a.numpy(), rtol=1e-5)  # lerp fallback
+    fixed = slerp(big_a, big_b, [0.3], fix=True).numpy()
+    assert np.all(np.isfinite(fixed))
+    # The fixed slerp weights the raw vectors with the angle of the normalised ones (here cos w = 0.48).
+    w = math.acos(0.48)
+    expected = (math.sin(0.7 * w) * big_a.numpy() + math.sin(0.3 * w) * big_b.numpy()) / math.sin(w)
+    np.testing.assert_allclose(fixed, expected, rtol=1e-5)
+    assert np.all(np.isnan(slerp(big_a, big_b, [0.3]).numpy()))  # default: the notebook's NaN (spec §8.1)
+    np.testing.assert_allclose(slerp(big_a, big_a, [0.3], fix=True).numpy(), big_a.numpy(), rtol=1e-5)  # lerp fallback
 
 
 def test_metric_sample_count_and_png_mapping():

@@ -154,7 +154,7 @@ def test_result_files_reload_bit_exactly(trained_run):
     assert int(reader.get_tensor(q_iters[0])) == 2  # Q's Adam only ran in epoch 1 (2 D steps)
 
 
-def test_evaluate_and_sample_entry_points(trained_run, tmp_path):
+def test_evaluate_and_sample_entry_points(trained_run, tmp_path, capsys):
     from common.classifier_features import build_classifier, save_classifier
     from congan.evaluate import main as evaluate_main
     from congan.sample import main as sample_main
@@ -167,10 +167,22 @@ def test_evaluate_and_sample_entry_points(trained_run, tmp_path):
     assert record["num_images"] == 64 and np.isfinite(record["classifier_fid"])  # ceil(41 / 32) * 32
     assert record["classifier_is_std"] == 0.0 and record["num_real"] == 192
     assert len(list((run_dir / "generated_samples").glob("*.png"))) == 64
+    capsys.readouterr()
     paths = sample_main(["--run_dir", str(run_dir), "--num", "4", "--gpu", "-1"])
     assert sorted(paths) == ["gaussian", "lerp", "real", "slerp", "uniform"]
     real = np.asarray(Image.open(paths["real"]))
     assert real.shape[0] == 32 + 2 * 2 and np.isfinite(real).all()
+    # Default = the notebook's slerp: NaN images, one warning line, the grid still written (NaN as mid-grey).
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "notebook's slerp" in warnings[0] and "--fix_slerp" in warnings[0]
+    slerp_grid = np.asarray(Image.open(paths["slerp"]))
+    assert slerp_grid.shape == real.shape[:1] + (4 * 34 + 2 + 3 * (8 + 4 * 34 + 2), 3)
+    tiles = [slerp_grid[2:34, x:x + 32] for g in (2, 3) for x in range(g * 146 + 2, g * 146 + 138, 34)]
+    assert any(np.all(tile == 128) for tile in tiles)  # a NaN sample drawn as 0 -> grey 128
+    fixed = sample_main(["--run_dir", str(run_dir), "--num", "4", "--methods", "slerp", "--fix_slerp",
+                         "--out_dir", str(tmp_path / "fixed"), "--gpu", "-1"])
+    assert "warning:" not in capsys.readouterr().err
+    assert not np.array_equal(np.asarray(Image.open(fixed["slerp"])), slerp_grid)
 
 
 def test_resume_is_exact(tmp_path, eager):
