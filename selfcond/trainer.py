@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from common.config import prepare_run_dir
+from common.config import RESUME_SAFE_KEYS, prepare_run_dir
 from common.errors import UsageError
 from common.images import save_grid
 from common.progress import Progress
@@ -285,9 +285,10 @@ def _run_locked(config: dict, options: TrainOptions, out_dir: Path) -> dict:
         print("Batch norm in generator or discriminator not compatible with exponential moving average")
         return {}
     seed = _resolve_seed(options, out_dir)
+    # --nepochs is the original's stopping bound: a run may be extended by resuming with a larger one.
     prepare_run_dir(out_dir, {"config": config, "nepochs": options.nepochs, "seed": seed,
                               "source": options.source, "devices": list(options.devices),
-                              "jit_compile": options.jit_compile})
+                              "jit_compile": options.jit_compile}, ignore=RESUME_SAFE_KEYS | {"nepochs"})
     strategy = _strategy(options.devices)
     batch_size = int(training["batch_size"])
     dataset = build_dataset(config, options.source, seed)

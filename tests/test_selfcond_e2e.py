@@ -1,6 +1,7 @@
 """Self-Conditioned GAN end to end on tiny synthetic data: 2-D experiment, image training with exact resume,
 metrics, cluster visualisation, multi-device step, and the usage-error exit of an entry script."""
 
+import copy
 import subprocess
 import sys
 from pathlib import Path
@@ -138,6 +139,46 @@ def test_image_training_outputs_and_exact_resume(image_runs):
     assert np.isfinite(list(image_runs["straight"].values())).all()
     assert image_runs["straight"] == image_runs["resumed"]
     _assert_same_checkpoints(out / "chkpts" / "model_00000005", root / "resumed" / "chkpts" / "model_00000005")
+
+
+def test_finished_run_is_extended_by_a_larger_nepochs(tmp_path, monkeypatch, capsys):
+    """--nepochs is only the stopping bound: a finished run (done.txt removed, as in the original, where a
+    done.txt makes any re-run exit) continues from its newest checkpoint to the larger bound, landing on the
+    same weights as a run started with that bound; a changed config value is still refused."""
+    import selfcond.data
+    from selfcond.config import load_config
+    from selfcond.trainer import TrainOptions, run, saved_iterations
+
+    monkeypatch.setattr(selfcond.data, "STACKED_MNIST_SIZE", 100)  # 5 batches of 20 per epoch
+    write_tiny_mnist(tmp_path / "mnist", n=60)
+    configs = {}
+    for name in ("extended", "straight"):
+        text = TINY.format(mnist=tmp_path / "mnist", out=tmp_path / name).replace("nimgs: 120", "nimgs: 60")
+        (tmp_path / f"{name}.yaml").write_text(text)
+        configs[name] = load_config(tmp_path / f"{name}.yaml")
+    options = dict(seed=5, show_progress=False)
+    extended = tmp_path / "extended"
+    run(configs["extended"], TrainOptions("extended.yaml", nepochs=0, **options))  # 1 epoch: it 0..4
+    assert (extended / "done.txt").exists() and saved_iterations(extended) == [0, 2, 4]
+    capsys.readouterr()
+    assert run(configs["extended"], TrainOptions("extended.yaml", nepochs=1, **options)) == {}
+    assert "done.txt" in capsys.readouterr().out  # a finished experiment does nothing, whatever the flags
+
+    (extended / "done.txt").unlink()
+    last = run(configs["extended"], TrainOptions("extended.yaml", nepochs=1, **options))  # 2 epochs: it 5..9
+    assert "Loaded iteration 4; continuing at 5" in capsys.readouterr().out
+    assert (extended / "done.txt").exists() and saved_iterations(extended) == [0, 2, 4, 6, 8]
+    straight = run(configs["straight"], TrainOptions("straight.yaml", nepochs=1, **options))
+    assert last == straight
+    name = "chkpts/model_00000008"
+    _assert_same_checkpoints(extended / name, tmp_path / "straight" / name)
+
+    (extended / "done.txt").unlink()
+    changed = copy.deepcopy(configs["extended"])
+    changed["training"]["lr_g"] = 2e-4
+    with pytest.raises(UsageError, match=r"different configuration .*lr_g"):
+        run(changed, TrainOptions("extended.yaml", nepochs=2, **options))
+    assert saved_iterations(extended) == [0, 2, 4, 6, 8]
 
 
 # Slow and data-dependent: training the mode counter reads MNIST from the download.py cache, which a clean
