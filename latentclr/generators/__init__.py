@@ -5,7 +5,8 @@
   published PyTorch files (:mod:`torchfile`, no PyTorch needed) or ``.npz`` conversions (:mod:`weights`);
   where they must be: :mod:`locate`.
 - :mod:`keras_generator`: any Keras generator (``generator=keras``).
-- :mod:`project`: generators trained by this project, from their run folders (``generator=glo|slogan``).
+- :mod:`project`: generators trained by this project, from their run folders
+  (``generator=glo|slogan|selfcond|congan``; ConGAN in :mod:`congan_run`).
 
 The config ``_target_`` strings map to these classes in :data:`latentclr.build.GENERATORS`.
 """

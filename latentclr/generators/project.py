@@ -1,4 +1,4 @@
-"""Generators trained by this project, loaded from their run folders (``generator=glo|slogan|selfcond``).
+"""Generators trained by this project, loaded from their run folders (``generator=glo|slogan|selfcond|congan``).
 
 The protocol: a loader ``load(run_dir, checkpoint, **options) -> Source`` rebuilds the paper's Keras
 generator with that paper's own code, restores its weights from the run folder's checkpoint and returns a
@@ -6,6 +6,7 @@ generator with that paper's own code, restores its weights from the run folder's
 prior, e.g. SLOGAN's learned Gaussian mixture or GLO's Gaussian fitted to the learned codes), and the
 forward pass as named stages, so LatentCLR can stop at any of them. :class:`ProjectGenerator` turns a Source
 into the LatentCLR generator interface. Adding a paper means adding one loader to :data:`LOADERS`.
+A Source with an ``n_latent`` above 1 (ConGAN's per-layer representations) also takes a list of latents.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Source:
                  output_range=(-1.0, 1.0), image_context: int = 0, chained: bool = True):
         self.latent_dim, self.stages, self.sample = int(latent_dim), list(stages), sample
         self.output_range, self.image_context, self.chained = tuple(output_range), int(image_context), chained
+        self.n_latent = 1  # per-layer latents a list given to ``forward`` may hold (see StagedSource)
 
     @property
     def names(self) -> list[str]:
@@ -83,7 +85,7 @@ class ProjectGenerator(Generator):
             self._context = tf.constant(self.source.sample(np.random.RandomState(0), self.source.image_context))
 
     def n_latent(self) -> int:
-        return 1
+        return int(getattr(self.source, "n_latent", 1))
 
     def sample_latent(self, batch_size: int, seed: int | None = None) -> np.ndarray:
         if seed is None:
@@ -91,12 +93,12 @@ class ProjectGenerator(Generator):
         return np.asarray(self.source.sample(np.random.RandomState(seed), batch_size), np.float32)
 
     def partial_forward(self, z, layer_name: str):
-        if isinstance(z, (list, tuple)):
+        if isinstance(z, (list, tuple)) and self.n_latent() == 1:
             raise UsageError("feed_layers needs a generator with per-layer latents; this one has n_latent = 1")
         return self.source.forward(z, layer_name)
 
     def __call__(self, z):
-        n = tf.shape(z)[0]
+        n = tf.shape(z[0] if isinstance(z, (list, tuple)) else z)[0]
         if self._context is not None:
             z = tf.concat([z, self._context], axis=0)
         out = self.source.forward(z)[:n]
@@ -313,4 +315,12 @@ def load_selfcond(run_dir: Path, checkpoint: str | None, class_name=None, use_em
     return TappedSource(dim, generator, run, sample)
 
 
-LOADERS: dict[str, Callable[..., Source]] = {"glo": load_glo, "slogan": load_slogan, "selfcond": load_selfcond}
+def load_congan(run_dir: Path, checkpoint: str | None, class_name=None, **options) -> Source:
+    """ConGAN (``congan/train.py``, either framework): see :mod:`latentclr.generators.congan_run`."""
+    from latentclr.generators.congan_run import load_congan as load
+
+    return load(run_dir, checkpoint, class_name=class_name, **options)
+
+
+LOADERS: dict[str, Callable[..., Source]] = {"glo": load_glo, "slogan": load_slogan, "selfcond": load_selfcond,
+                                             "congan": load_congan}
