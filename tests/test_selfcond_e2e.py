@@ -181,28 +181,34 @@ def test_finished_run_is_extended_by_a_larger_nepochs(tmp_path, monkeypatch, cap
     assert saved_iterations(extended) == [0, 2, 4, 6, 8]
 
 
-# Slow and data-dependent: training the mode counter reads MNIST from the download.py cache, which a clean
-# clone does not have (it passed only where `download.py --datasets MNIST` had been run). Kept out of the
-# default run until the classifier is trained on generated digits here.
-@pytest.mark.slow
 def test_metrics_modes_and_cluster_metrics(image_runs, monkeypatch):
     import argparse
 
+    import common.datasets
     import selfcond.data
-    from selfcond.evaluation import evaluate
+    from selfcond.evaluation import cluster_scores, evaluate
+
+    def no_cache(*args, **kwargs):
+        raise AssertionError("the MNIST dataset cache must not be read")
 
     monkeypatch.setattr(selfcond.data, "STACKED_MNIST_SIZE", 400)
+    monkeypatch.setattr(common.datasets, "load_mnist", no_cache)
     root = image_runs["root"]
+    # --source points at the generated digits, so the missing mode counter is trained on them (no dataset
+    # cache, no network) and the cluster metrics label the same tiny Stacked MNIST.
     options = argparse.Namespace(
         paths=[str(image_runs["configs"]["straight"])], it=4, every=-1, fid=False, inception=False, modes=True,
-        fsd=False, cluster_metrics=True, seed=0, nsamples=150, source=None, classifier_dir=str(root / "clf"),
+        fsd=False, cluster_metrics=True, seed=0, nsamples=150, source=str(root / "mnist"),
+        classifier_dir=str(root / "clf"),
         classifier_input="raw_0_255", classifier_inference_mode=False, nmi_average="arithmetic", random=False)
     tables = evaluate(options)[str(image_runs["configs"]["straight"])]
     assert set(tables["nmodes_results"]) == {"4"} and 1 <= tables["nmodes_results"]["4"] <= 1000
     assert 0.0 <= tables["kl_results"]["4"] <= 3.0 + 1e-9
     scores = tables["cluster_metrics"]["4"]
     assert 0.0 <= scores["nmi"] <= 1.0 and 0.0 < scores["purity"] <= 1.0
-    assert (root / "straight" / "cluster_preds_4.npz").exists()
+    with np.load(root / "straight" / "cluster_preds_4.npz") as stored:
+        assert len(stored["y_reals"]) == 400 and set(np.unique(stored["y_preds"])) <= set(range(4))
+        assert cluster_scores(stored["y_reals"], stored["y_preds"]) == scores
     assert (root / "clf" / "mnist_model.weights.h5").exists()  # trained because it was missing
     with np.load(root / "straight" / "results" / "samples.npz") as stored:
         assert stored["fake"].shape == (150, 32, 32, 3) and str(stored["real"]) == "stacked_mnist"
