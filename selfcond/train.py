@@ -29,6 +29,10 @@ def parse_args(argv=None):
     parser.add_argument("--jit_compile", action="store_true", help="port: compile the train step with XLA")
     parser.add_argument("--max_it", type=int, default=None,
                         help="port: stop after this many iterations (saved, resumable, not marked done)")
+    parser.add_argument("--exact_epochs", action="store_true",
+                        help="port fix: run --nepochs epochs (the original runs nepochs + 1)")
+    parser.add_argument("--save_last", action="store_true",
+                        help="port fix: also checkpoint the final iteration (the original does not)")
     return parser.parse_args(argv)
 
 
@@ -44,7 +48,8 @@ def main(argv=None):
     config = load_config(args.config)
     options = TrainOptions(config_path=args.config, outdir=args.outdir, nepochs=args.nepochs, model_it=args.model_it,
                            devices=tuple(args.devices), seed=args.seed, source=args.source,
-                           jit_compile=args.jit_compile, max_it=args.max_it)
+                           jit_compile=args.jit_compile, max_it=args.max_it, exact_epochs=args.exact_epochs,
+                           save_last=args.save_last)
     run(config, options)
 
 

@@ -6,7 +6,7 @@ initial clustering on the random D. Loop over iterations it = 0, 1, ... of (nepo
 (the original's bound is checked only at epoch boundaries, spec §10.5): labels, D step, G step, EMA; then
 at it % recluster_every == 0 and it > burnin_time a re-clustering, at it % sample_every == 0 sample
 grids, at it % backup_every == 0 a checkpoint ``chkpts/model_%08d`` (and ``chkpts/model`` for it > 0).
-There is no final save, as in the original.
+There is no final save, as in the original (``save_last`` adds one; ``exact_epochs`` runs nepochs epochs).
 
 The checkpoint holds G, D, both optimizers, the EMA generator, the clusterer (snapshot D, centers,
 mapping, labels of the clustering sample), the latent RNG and the iteration; data order and augmentation
@@ -62,6 +62,8 @@ class TrainOptions:
     source: str | None = None
     jit_compile: bool = False
     max_it: int | None = None  # port: stop (with a checkpoint, not done) after this many iterations
+    exact_epochs: bool = False  # port fix (spec §10.5): run nepochs epochs, not nepochs + 1
+    save_last: bool = False  # port fix (spec §10.5): checkpoint the final iteration too
     show_progress: bool = True
 
 
@@ -111,10 +113,12 @@ def sample_z(rng: tf.random.Generator, kind: str, n: int, dim: int):
     return rng.normal([n, dim])
 
 
-def total_iterations(nepochs: int, batches_per_epoch: int) -> int:
+def total_iterations(nepochs: int, batches_per_epoch: int, exact_epochs: bool = False) -> int:
     """Iterations of a run from scratch: the original checks ``it < nepochs * len(loader)`` only at epoch
-    boundaries, starting from it = -1, so it runs nepochs + 1 epochs (spec §10.5)."""
-    return (nepochs + 1) * batches_per_epoch if nepochs >= 0 else 0
+    boundaries, starting from it = -1, so it runs nepochs + 1 epochs (spec §10.5); ``exact_epochs`` runs
+    nepochs."""
+    epochs = nepochs if exact_epochs else nepochs + 1
+    return epochs * batches_per_epoch if epochs > 0 else 0
 
 
 def due_events(it: int, training: dict) -> dict[str, bool]:
@@ -285,15 +289,18 @@ def _run_locked(config: dict, options: TrainOptions, out_dir: Path) -> dict:
         print("Batch norm in generator or discriminator not compatible with exponential moving average")
         return {}
     seed = _resolve_seed(options, out_dir)
-    # --nepochs is the original's stopping bound: a run may be extended by resuming with a larger one.
+    # --nepochs (and --exact_epochs, --save_last) only set where the run stops and what it saves there: a run
+    # may be extended by resuming with a larger bound.
     prepare_run_dir(out_dir, {"config": config, "nepochs": options.nepochs, "seed": seed,
                               "source": options.source, "devices": list(options.devices),
-                              "jit_compile": options.jit_compile}, ignore=RESUME_SAFE_KEYS | {"nepochs"})
+                              "jit_compile": options.jit_compile, "exact_epochs": options.exact_epochs,
+                              "save_last": options.save_last},
+                    ignore=RESUME_SAFE_KEYS | {"nepochs", "exact_epochs", "save_last"})
     strategy = _strategy(options.devices)
     batch_size = int(training["batch_size"])
     dataset = build_dataset(config, options.source, seed)
     loader = Loader(dataset, batch_size, seed, "train")
-    total = total_iterations(options.nepochs, len(loader))
+    total = total_iterations(options.nepochs, len(loader), options.exact_epochs)
 
     samples_path = out_dir / "chkpts" / "cluster_samples.npz"
     x_test, y_test = Loader(dataset, batch_size, seed, "test").first(int(training["ntest"]))
@@ -339,6 +346,8 @@ def _run_locked(config: dict, options: TrainOptions, out_dir: Path) -> dict:
             state.save(out_dir, stop_at - 1)
         print(f"--max_it {options.max_it}: stopped after iteration {stop_at - 1} of {total}; run again to continue")
     else:
+        if options.save_last and start < total:
+            state.save(out_dir, total - 1)  # the original keeps only the last backup_every multiple
         mark_job_done(out_dir)
     return last
 

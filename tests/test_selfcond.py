@@ -408,6 +408,8 @@ def test_cifar_schedule():
             backups.append(it)
     assert reclusters == list(range(25000, 175001, 25000))
     assert backups == list(range(0, 190001, 10000))
+    assert total_iterations(250, 781, exact_epochs=True) == 250 * 781  # --exact_epochs (spec §10.5 fix)
+    assert total_iterations(0, 781) == 781 and total_iterations(0, 781, exact_epochs=True) == 0
 
 
 # --- §11.21-23 data ---------------------------------------------------------------------------------------

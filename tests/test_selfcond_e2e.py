@@ -168,8 +168,12 @@ def test_finished_run_is_extended_by_a_larger_nepochs(tmp_path, monkeypatch, cap
     last = run(configs["extended"], TrainOptions("extended.yaml", nepochs=1, **options))  # 2 epochs: it 5..9
     assert "Loaded iteration 4; continuing at 5" in capsys.readouterr().out
     assert (extended / "done.txt").exists() and saved_iterations(extended) == [0, 2, 4, 6, 8]
-    straight = run(configs["straight"], TrainOptions("straight.yaml", nepochs=1, **options))
+    # The same 10 iterations from scratch, written as --nepochs 2 --exact_epochs (the fix of the original's
+    # nepochs + 1 epochs) with --save_last (the fix of its missing final checkpoint).
+    straight = run(configs["straight"], TrainOptions("straight.yaml", nepochs=2, exact_epochs=True, save_last=True,
+                                                     **options))
     assert last == straight
+    assert saved_iterations(tmp_path / "straight") == [0, 2, 4, 6, 8, 9]
     name = "chkpts/model_00000008"
     _assert_same_checkpoints(extended / name, tmp_path / "straight" / name)
 
