@@ -69,17 +69,9 @@ def tiny_config(**overrides) -> Cifar2Config:
     return Cifar2Config(**{**base, **overrides})
 
 
-def mirrored_two_cpus() -> tf.distribute.MirroredStrategy:
-    """A MirroredStrategy over the 2 logical CPUs whose collective group keys no earlier strategy used.
-
-    Every MirroredStrategy numbers its collective groups from 1; a second strategy in the same process
-    whose collectives differ in type then aborts ("Collective instance … expected type …"). TensorFlow's
-    test hook ``_collective_key_base`` moves this strategy, and any created after it elsewhere, to fresh keys.
-    """
-    tf.distribute.MirroredStrategy._collective_key_base += 10_000
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    tf.distribute.MirroredStrategy._collective_key_base += 10_000
-    return strategy
+def _two_cpus() -> list[str]:
+    """The two logical CPU devices conftest creates (its autouse fixture gives each test fresh collective keys)."""
+    return [d.name for d in tf.config.list_logical_devices("CPU")[:2]]
 
 
 def _values(variables):
@@ -311,7 +303,7 @@ def test_two_replicas_match_one_device(one_step):
     global penalty reduction, all-reduced Stein estimates) equals the one-device step."""
     if len(tf.config.list_logical_devices("CPU")) < 2:
         pytest.skip("TensorFlow was initialised before conftest could split the CPU")
-    two = _step_once(one_step["cfg"], mirrored_two_cpus(), one_step["real"])
+    two = _step_once(one_step["cfg"], tf.distribute.MirroredStrategy(_two_cpus()), one_step["real"])
     np.testing.assert_array_equal(two["before"][0], one_step["before"][0])
     _assert_parity(two, one_step)
 
@@ -323,7 +315,7 @@ def test_two_replicas_match_one_device_with_the_resnets():
     cfg = tiny_config(iterations=4)
     real = cifar2_data.build_streams(cfg, fake_cifar).train.next()[0][None]
     results = []
-    for strategy in (tf.distribute.get_strategy(), mirrored_two_cpus()):
+    for strategy in (tf.distribute.get_strategy(), tf.distribute.MirroredStrategy(_two_cpus())):
         set_seed(cfg.random_seed)
         state = cifar2_step.build_state(cfg, strategy)
         out = cifar2_step.make_train_step(state, cfg, strategy)(tf.constant(real))

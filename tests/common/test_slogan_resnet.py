@@ -89,17 +89,9 @@ def test_tf1_variable_names_follow_creation_order(full_nets):
     assert len(dnames) == 22
 
 
-def mirrored_two_cpus() -> tf.distribute.MirroredStrategy:
-    """A MirroredStrategy over the 2 logical CPUs whose collective group keys no earlier strategy used.
-
-    Every MirroredStrategy numbers its collective groups from 1; a second strategy in the same process
-    whose collectives differ in type then aborts ("Collective instance … expected type …"). TensorFlow's
-    test hook ``_collective_key_base`` moves this strategy, and any created after it elsewhere, to fresh keys.
-    """
-    tf.distribute.MirroredStrategy._collective_key_base += 10_000
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    tf.distribute.MirroredStrategy._collective_key_base += 10_000
-    return strategy
+def _two_cpus() -> list[str]:
+    """The two logical CPU devices conftest creates (its autouse fixture gives each test fresh collective keys)."""
+    return [d.name for d in tf.config.list_logical_devices("CPU")[:2]]
 
 
 def _bn_step(strategy, x):
@@ -132,7 +124,7 @@ def test_batch_norm_statistics_span_every_replica():
         pytest.skip("TensorFlow was initialised before conftest could split the CPU")
     x = tf.constant(np.random.RandomState(0).normal(1.0, 2.0, size=(8, 4, 4, 3)).astype(np.float32))
     one_grad, one_stats = _bn_step(tf.distribute.get_strategy(), x)
-    two_grad, two_stats = _bn_step(mirrored_two_cpus(), x)
+    two_grad, two_stats = _bn_step(tf.distribute.MirroredStrategy(_two_cpus()), x)
     np.testing.assert_allclose(two_grad, one_grad, rtol=1e-4, atol=1e-4 * np.abs(one_grad).max())
     flat = x.numpy().reshape(-1, 3)
     np.testing.assert_allclose(one_stats[0], flat.mean(0), rtol=1e-5)  # zero-debiased: exactly the batch mean
