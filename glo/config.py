@@ -49,6 +49,7 @@ class TrainConfig:
     eval_batches: int = 4
     no_image_cache: bool = False
     gpu: str = "0"
+    devices: str | None = None  # hidden: explicit tf.distribute devices, e.g. "/cpu:0,/cpu:1" (tests)
     jit_compile: bool = False
     no_progress: bool = False
 
@@ -160,8 +161,11 @@ def trainer_parser() -> argparse.ArgumentParser:
                         "(0: never, as the original)")
     g.add_argument("--eval_batches", type=int, default=4, help="batches per split for --eval_step")
     g.add_argument("--no_image_cache", action="store_true", help="read images from the file at every batch")
-    g.add_argument("--gpu", type=str, default="0", help="GPU index, a comma list, or -1 for the CPU")
-    g.add_argument("--jit_compile", action="store_true", help="compile the train step with XLA")
+    g.add_argument("--gpu", type=str, default="0",
+                   help="GPU index, a comma list (several: MirroredStrategy, same result as one device), or -1 for "
+                        "the CPU; TF_CONFIG in the environment selects multi-worker training")
+    g.add_argument("--devices", type=str, default=None, help=argparse.SUPPRESS)  # e.g. /cpu:0,/cpu:1 (tests)
+    g.add_argument("--jit_compile", action="store_true", help="compile the train step with XLA (one device only)")
     g.add_argument("--no_progress", action="store_true", help="no progress bar")
     return p
 

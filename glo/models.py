@@ -23,6 +23,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from common import replicas
+
 # Channels of the five blocks (the original's get_deconv_info); the last entry is the image channel count.
 CHANNELS = {
     "MNIST": (100, 50, 25, 6, 1),
@@ -127,6 +129,21 @@ class BilinearDeconv(keras.layers.Layer):
                 "xla_safe": self.xla_safe}
 
 
+class BatchNorm(keras.layers.BatchNormalization):
+    """Keras BatchNormalization whose batch statistics span the global batch under ``tf.distribute``.
+
+    The original trained on one device, so its BatchNorm saw the whole batch. With several replicas the per-replica
+    sums are all-reduced (:func:`common.replicas.moments`), which keeps the outputs, the gradients and the moving
+    statistics equal to the one-device ones; on one device this is Keras' layer unchanged.
+    """
+
+    def _moments(self, inputs, mask):
+        if mask is None and replicas.num_replicas() > 1:
+            mean, variance, _ = replicas.moments(inputs, self._reduction_axes)
+            return mean, variance
+        return super()._moments(inputs, mask)
+
+
 class Generator(keras.Model):
     """G_theta: unit-sphere code z [B, d] -> image [B, h, w, c] in (-1, 1).
 
@@ -154,15 +171,14 @@ class Generator(keras.Model):
             activation = "tanh" if k == NUM_BLOCKS else "relu"
             setattr(self, f"deconv{k}", BilinearDeconv(width, activation, xla_safe, name=f"deconv{k}"))
         for k in range(1, NUM_BLOCKS):
-            setattr(self, f"bn{k}", keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                                                                    name=f"batch_norm{k}"))
+            setattr(self, f"bn{k}", BatchNorm(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"batch_norm{k}"))
 
     @property
     def blocks(self) -> list[BilinearDeconv]:
         return [getattr(self, f"deconv{k}") for k in range(1, NUM_BLOCKS + 1)]
 
     @property
-    def norms(self) -> list[keras.layers.BatchNormalization]:
+    def norms(self) -> list[BatchNorm]:
         return [getattr(self, f"bn{k}") for k in range(1, NUM_BLOCKS)]
 
     def build(self, input_shape):

@@ -26,7 +26,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from common import replicas
 from common.config import RESUME_SAFE_KEYS, prepare_run_dir
+from common.devices import make_strategy, parse_gpu_flag
 from common.errors import UsageError
 from common.seeding import set_seed
 from common.summaries import Logbook, tf1_image_scale
@@ -88,41 +90,69 @@ def make_optimizer(cfg: TrainConfig) -> keras.optimizers.Adam:
                                  global_clipnorm=CLIP_NORM)
 
 
-def make_train_step(state: TrainState, *, alpha: float, loss_fn, update_mode: str, jit_compile: bool = False):
+def make_train_step(state: TrainState, *, alpha: float, loss_fn, update_mode: str, jit_compile: bool = False,
+                    strategy: tf.distribute.Strategy | None = None):
     """Build the compiled iteration of the module docstring.
 
     Args:
         state: generator, optimizer and code table (variables are updated in place).
         alpha: step size of the code update (``--alpha``).
-        loss_fn: l(X, X^) -> scalar (:func:`glo.losses.get_loss`).
+        loss_fn: l(X, X^) -> scalar, a mean over the batch (:func:`glo.losses.get_loss`).
         update_mode: ``first_only`` or ``every_step`` (:meth:`glo.codes.CodeTable.store`).
-        jit_compile: compile with XLA.
+        jit_compile: compile with XLA (one device only).
+        strategy: the ``tf.distribute`` strategy the generator and optimizer were built under (default: one device).
 
     Returns:
         ``step(images, positions)`` with images float32 [B, h, w, c] in [-1, 1] and positions int32 [B] (rows of
         the code table), returning ``loss`` (L_pre), ``g_update`` (L_G), ``z_update`` (L_Z), ``gradient_norm``
         (before clipping), ``clipped_gradient_norm``, ``global_step`` (g after the increment) and ``x_hat``
         (the pre-update reconstruction [B, h, w, c]).
+
+    Several replicas (``--gpu 0,1``): the codes of the global batch are read once, each replica takes its rows
+    of images and codes, BatchNorm normalises with the statistics of the global batch, and each replica
+    differentiates its share l_r * b / B of the batch-mean loss. The generator gradients are summed over the
+    replicas and applied once (so the global-norm clipping sees the global gradient); the code gradient of a
+    replica's rows is the full dL_G/dz of those rows (BatchNorm's all-reduce carries the other replicas' part),
+    each replica steps and projects its own codes, and the new codes are gathered back in batch order and written
+    once. The result equals the one-device step up to summation order.
     """
     generator, optimizer, codes = state.generator, state.optimizer, state.codes
+    strategy = strategy or tf.distribute.get_strategy()
+    several = strategy.num_replicas_in_sync > 1
+    if jit_compile and several:
+        raise UsageError("--jit_compile works on one device only; drop it or use one --gpu")
     alpha = tf.constant(alpha, tf.float32)
+
+    def local_loss(images, x_hat):
+        # The replica's part of the batch-mean loss: l(X_r, X^_r) * b / B sums over the replicas to l(X, X^).
+        loss = loss_fn(images, x_hat)
+        return loss * replicas.share() if several else loss
+
+    def generator_gradients(images, z):
+        images, z = replicas.shard(images), replicas.shard(z)
+        with tf.GradientTape() as tape:
+            x_hat = generator(z, training=True)
+            loss = local_loss(images, x_hat)
+        grads = tape.gradient(loss, generator.trainable_variables)
+        return replicas.all_sum(grads), replicas.all_sum(loss), replicas.gather(x_hat)
+
+    def code_step(images, z):
+        images, z = replicas.shard(images), replicas.shard(z)
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            g_loss = local_loss(images, generator(z, training=True))
+        z_new = z - alpha * tape.gradient(g_loss, z)
+        z_new = z_new / tf.norm(z_new, axis=1, keepdims=True)  # no epsilon, as the original's NumPy
+        z_loss = local_loss(images, generator(z_new, training=True))
+        return replicas.gather(z_new), replicas.all_sum(g_loss), replicas.all_sum(z_loss)
 
     def step(images, positions):
         z = codes.gather(positions)
-        with tf.GradientTape() as tape:
-            x_hat = generator(z, training=True)
-            loss = loss_fn(images, x_hat)
+        grads, loss, x_hat = replicas.first_local(strategy, strategy.run(generator_gradients, args=(images, z)))
         variables = generator.trainable_variables
-        grads = tape.gradient(loss, variables)
         norm = tf.linalg.global_norm(grads)
         optimizer.apply_gradients(zip(grads, variables))  # clipped to global norm 20 inside
-
-        with tf.GradientTape() as tape:
-            tape.watch(z)
-            g_loss = loss_fn(images, generator(z, training=True))
-        z_new = z - alpha * tape.gradient(g_loss, z)
-        z_new = z_new / tf.norm(z_new, axis=1, keepdims=True)  # no epsilon, as the original's NumPy
-        z_loss = loss_fn(images, generator(z_new, training=True))
+        z_new, g_loss, z_loss = replicas.first_local(strategy, strategy.run(code_step, args=(images, z)))
         codes.store(positions, z_new, update_mode)
         return {"loss": loss, "g_update": g_loss, "z_update": z_loss, "gradient_norm": norm,
                 "clipped_gradient_norm": tf.minimum(norm, CLIP_NORM), "global_step": optimizer.iterations,
@@ -199,9 +229,10 @@ def _train(cfg: TrainConfig, source: glo_data.DataFile) -> Path:
     run_dir, resuming = prepare_run_dir(run_dir, cfg, ignore=RESUME_IGNORED)
     log.log(INFOV, "Train Dir: %s", run_dir)
 
+    strategy = make_run_strategy(cfg)
     log.info("Reading the codes of %d training ids from %s", len(info.train_ids), info.path)
     store = CodeStore(source.file, info.train_ids)
-    state = build_state(cfg, source, store)
+    state = build_state(cfg, source, store, strategy)
     log.info("Generator variables:\n%s", parameter_table(state.generator))
     checkpoints = Checkpoints(run_dir, max_to_keep=cfg.max_to_keep, prefix="model", **state.trackables())
     start = 0
@@ -217,7 +248,7 @@ def _train(cfg: TrainConfig, source: glo_data.DataFile) -> Path:
         log.info("Dataset file re-synchronised with the checkpoint's codes (%d ids)", touched)
 
     step = make_train_step(state, alpha=cfg.alpha, loss_fn=get_loss(cfg.loss, cfg.lap_levels),
-                           update_mode=cfg.code_update_mode, jit_compile=cfg.jit_compile)
+                           update_mode=cfg.code_update_mode, jit_compile=cfg.jit_compile, strategy=strategy)
     stream = glo_data.BatchStream(len(info.train_ids), cfg.batch_size, int(state.stream_seed.numpy()))
     train_ids = np.asarray(info.train_ids)
     last: dict = {}
@@ -246,11 +277,36 @@ def _train(cfg: TrainConfig, source: glo_data.DataFile) -> Path:
     return run_dir
 
 
-def build_state(cfg: TrainConfig, source: glo_data.DataFile, store: CodeStore) -> TrainState:
-    """Fresh generator, built Adam, the code table as the file holds it, loop counter 0, a stream seed."""
-    generator = build_generator(source.latent_dim, source.image_shape, source.info.named, xla_safe=cfg.jit_compile)
-    optimizer = make_optimizer(cfg)
-    optimizer.build(generator.trainable_variables)  # slots exist before a checkpoint is restored into them
+def make_run_strategy(cfg: TrainConfig) -> tf.distribute.Strategy:
+    """The strategy of ``--gpu`` (several GPUs: MirroredStrategy; ``TF_CONFIG``: multi-worker), checked against
+    the batch size; ``--devices`` names the devices explicitly (tests: ``/cpu:0,/cpu:1``)."""
+    devices = [d.strip() for d in cfg.devices.split(",") if d.strip()] if cfg.devices else None
+    strategy = make_strategy(num_gpus=len(parse_gpu_flag(cfg.gpu)), devices=devices)
+    count = strategy.num_replicas_in_sync
+    if cfg.batch_size % count:
+        raise UsageError(f"--batch_size {cfg.batch_size} must be divisible by the {count} devices of --gpu")
+    if count > 1 and cfg.jit_compile:
+        raise UsageError("--jit_compile works on one device only; drop it or use one --gpu")
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and cfg.seed is None:
+        raise UsageError("multi-worker training (TF_CONFIG) needs --seed, so that every worker reads the same batches")
+    if count > 1:
+        log.info("Training on %d replicas (%s)", count, type(strategy).__name__)
+    return strategy
+
+
+def build_state(cfg: TrainConfig, source: glo_data.DataFile, store: CodeStore,
+                strategy: tf.distribute.Strategy | None = None) -> TrainState:
+    """Fresh generator, built Adam, the code table as the file holds it, loop counter 0, a stream seed.
+
+    The generator and Adam are created under ``strategy.scope()`` (mirrored on every replica); the code table,
+    the loop counter and the stream seed are ordinary variables read and written in the cross-replica context.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        generator = build_generator(source.latent_dim, source.image_shape, source.info.named,
+                                    xla_safe=cfg.jit_compile)
+        optimizer = make_optimizer(cfg)
+        optimizer.build(generator.trainable_variables)  # slots exist before a checkpoint is restored into them
     seed = cfg.seed if cfg.seed is not None else secrets.randbits(62)
     return TrainState(generator, optimizer, store.make_table(), tf.Variable(0, dtype=tf.int64, name="loop_step"),
                       tf.Variable(seed, dtype=tf.int64, name="stream_seed"))
