@@ -16,7 +16,8 @@ from common.errors import exit_on_usage_error
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--log_dir", default="./logs/synthetic/")
-    parser.add_argument("--gpu", type=str, default="3")
+    parser.add_argument("--gpu", type=str, default="3",
+                        help="GPU index, a comma list (several: MirroredStrategy, same result as one device), or -1")
     parser.add_argument("--ckpt_path", default=None, help="evaluate losses only, train nothing (original behaviour)")
     parser.add_argument("--num_cluster", type=int, default=8)
     for flag, default in [("lr_stein", 1e-2), ("lr", 1e-3), ("coeff", 4), ("scale", 2.0), ("margin", 0.5),
@@ -40,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     port.add_argument("--fix_gp", action="store_true", help="make --reg gp add the gradient penalty")
     port.add_argument("--no_skip_nonfinite", dest="skip_nonfinite", action="store_false",
                       help="apply updates with non-finite gradients (the original skipped them)")
-    port.add_argument("--jit_compile", action="store_true", help="compile the train step with XLA")
+    port.add_argument("--jit_compile", action="store_true", help="compile the train step with XLA (one device only)")
+    port.add_argument("--devices", default=None, help=argparse.SUPPRESS)  # explicit devices, e.g. /cpu:0,/cpu:1
     port.add_argument("--no_progress", dest="show_progress", action="store_false", help="no progress bar")
     return parser
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from common import replicas
+
 # The fused TF1 kernel raises any epsilon below this value to it, so epsilon=1e-5 acts as 1.001e-5.
 TF1_FUSED_MIN_EPSILON = 1.001e-5
 
@@ -31,6 +33,11 @@ class TF1BatchNorm(keras.layers.Layer):
       moving_mean <- biased / (1 - 0.9 ** local_step); after the first update it equals the batch mean.
 
     Initial values: γ = 1, β = 0, moving mean 0, moving variance 1, biased 0, local_step 0.
+
+    Several replicas (``tf.distribute``): the original trained on one device, so the batch statistics are those
+    of the global batch; the per-replica sums are all-reduced (:func:`common.replicas.moments`), which keeps the
+    outputs, the gradients and the moving-statistics updates equal to the one-device ones (every replica writes
+    the same values into its copy of the moving statistics).
 
     Args:
         momentum: the EMA decay (TF1 ``decay``), 0.9.
@@ -67,9 +74,12 @@ class TF1BatchNorm(keras.layers.Layer):
         x = tf.convert_to_tensor(x)
         axes = list(range(len(x.shape) - 1))
         if training:
-            mean, variance = tf.nn.moments(x, axes)
-            if update_stats:
+            if replicas.num_replicas() > 1:
+                mean, variance, count = replicas.moments(x, axes)
+            else:
+                mean, variance = tf.nn.moments(x, axes)
                 count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), x.dtype)
+            if update_stats:
                 self._update_moving_statistics(mean, variance * count / tf.maximum(count - 1.0, 1.0))
         else:
             mean, variance = self.moving_mean, self.moving_variance

@@ -19,6 +19,7 @@ import re
 import keras
 import tensorflow as tf
 
+from common import replicas
 from common.slogan.layers import TF1BatchNorm
 
 CHANNELS = 128
@@ -31,19 +32,15 @@ class GeneratorBatchNorm(TF1BatchNorm):
       ``tf.contrib.layers.batch_norm(fused)`` ran. It returns the biased-variance normalisation and the
       Bessel-corrected batch variance for the moving average, and it is a single op (with a single gradient
       op), which keeps the traced train step small.
-    - Several replicas (``tf.distribute``): the original trained on one GPU, so BatchNorm saw the whole
-      batch; the per-replica sums are all-reduced (differentiable), which keeps the forward pass, the
-      gradients and the moving-statistics update equal to the one-device step.
+    - Several replicas (``tf.distribute``): :class:`TF1BatchNorm`'s cross-replica statistics (the original
+      trained on one GPU, so BatchNorm saw the whole batch; the per-replica sums are all-reduced).
     - Inference mode, or other ranks: exactly :class:`TF1BatchNorm`.
     """
 
     def call(self, x, training=False, update_stats=False):
-        if not training or len(x.shape) != 4:
+        if not training or len(x.shape) != 4 or replicas.num_replicas() > 1:
             return super().call(x, training=training, update_stats=update_stats)
-        context = tf.distribute.get_replica_context()
-        if context is None or context.num_replicas_in_sync == 1:
-            return self._fused(x, update_stats)
-        return self._cross_replica(x, context, update_stats)
+        return self._fused(x, update_stats)
 
     def _fused(self, x, update_stats):
         empty = tf.zeros([0], x.dtype)
@@ -53,17 +50,6 @@ class GeneratorBatchNorm(TF1BatchNorm):
         if update_stats:
             self._update_moving_statistics(mean, unbiased_variance)
         return y
-
-    def _cross_replica(self, x, context, update_stats):
-        axes = [0, 1, 2]
-        total = tf.distribute.ReduceOp.SUM
-        count = context.all_reduce(total, tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), x.dtype))
-        mean = context.all_reduce(total, tf.reduce_sum(x, axes)) / count
-        # As tf.nn.moments: the variance does not back-propagate into the mean (its gradient is 0 anyway).
-        variance = context.all_reduce(total, tf.reduce_sum(tf.square(x - tf.stop_gradient(mean)), axes)) / count
-        if update_stats:
-            self._update_moving_statistics(mean, variance * count / tf.maximum(count - 1.0, 1.0))
-        return (x - mean) * (tf.math.rsqrt(variance + self.epsilon) * self.gamma) + self.beta
 
 
 def upsample(x: tf.Tensor) -> tf.Tensor:

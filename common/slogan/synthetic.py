@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from common import replicas
 from common.errors import UsageError
 from common.slogan import losses, prior, schedules
 from common.slogan.data import SHUFFLE_BUFFER, ShuffledStream, SyntheticMixture
@@ -81,6 +82,7 @@ class SyntheticConfig:
     skip_nonfinite: bool = True
     jit_compile: bool = False
     show_progress: bool = True
+    devices: str | None = None  # explicit tf.distribute devices, e.g. "/cpu:0,/cpu:1" (tests); --gpu otherwise
     eval_size: int = 10_000  # the original's "10k" evaluation / plotting batch
     plot_mixture_samples: int = 8000
     plot_component_total: int = 80_000
@@ -191,22 +193,29 @@ def build_networks(latent_dim: int, projection_noise: tf.random.Generator | None
 # ------------------------------------------------------------------------------------------------
 
 
-def discriminator_objective(discriminator, x_real, x_fake, epsilon, config: SyntheticConfig):
+def _identity(x):
+    return x
+
+
+def discriminator_objective(discriminator, x_real, x_fake, epsilon, config: SyntheticConfig, gather=_identity):
     """L_D = mean relu(1 - D(x_r)) + mean relu(1 + D(x_g)) + penalty (LP by default; nothing for gp).
 
     Args:
-        x_real, x_fake: [B, 2]; epsilon: [B, 1] interpolation weights ~ U[0, 1).
+        x_real, x_fake: [b, 2]; epsilon: [b, 1] interpolation weights ~ U[0, 1).
+        gather: per-example critic values and gradient norms [b, 1] -> [B, 1] of the global batch
+            (:func:`common.replicas.gather` under ``tf.distribute``; the identity on one device), so the means and
+            ``--reduce_fn`` run over the whole batch.
     Returns:
-        (loss, parts) with parts ``d_real``, ``d_fake`` (means) and ``penalty``.
+        (loss, parts) with parts ``d_real``, ``d_fake`` (means) and ``penalty``, all of the global batch.
     """
-    loss, parts = losses.hinge_discriminator_loss(discriminator(x_real), discriminator(x_fake))
+    loss, parts = losses.hinge_discriminator_loss(gather(discriminator(x_real)), gather(discriminator(x_fake)))
     penalty = tf.constant(0.0)
     if config.penalty is not None:
         norms, _ = losses.interpolate_gradient_norms(
             discriminator, x_real, x_fake, epsilon, losses.dual_norm_order(config.p)
         )
         penalty = losses.lipschitz_penalty(
-            norms, lipschitz=config.K, weight=config.lambda_lp, reduce=config.reduce_fn, kind=config.penalty
+            gather(norms), lipschitz=config.K, weight=config.lambda_lp, reduce=config.reduce_fn, kind=config.penalty
         )
     return loss + penalty, {**parts, "penalty": penalty}
 
@@ -218,21 +227,23 @@ class GeneratorTerms(NamedTuple):
     per_sample: tf.Tensor  # ℓ_b = -D(G(z_b)) + λ_t Lc_b, [B, 1]
     adversarial: tf.Tensor  # -D(G(z_b)), [B, 1]
     lc: tf.Tensor  # Lc_b, [B]
-    logits: tf.Tensor  # responsibility logits, [B, K]
+    logits: tf.Tensor  # responsibility logits of this replica's rows, [b, K] (b = B on one device)
 
 
 def generator_objective(generator, discriminator, encoder, z, pi, means, covariances, uniform, temperature,
-                        weight, config: SyntheticConfig, update_stats: bool = True) -> GeneratorTerms:
-    """The generator / encoder objective of one batch of leaf samples z [B, d] (spec §1.7).
+                        weight, config: SyntheticConfig, update_stats: bool = True, gather=_identity) -> GeneratorTerms:
+    """The generator / encoder objective of one batch of leaf samples z [b, d] (spec §1.7).
 
-    The soft component pick C = GumbelSoftmax(logits, τ = 0.1) uses ``uniform`` [B, K]; the U2C loss
-    compares E(G(z)) with the prototypes C @ stack(μ).
+    The soft component pick C = GumbelSoftmax(logits, τ = 0.1) uses ``uniform`` [b, K]; the U2C loss
+    compares E(G(z)) with the prototypes C @ stack(μ). ``gather`` ([b, ...] -> [B, ...]) brings the rows of every
+    replica together before the U2C loss and the means, so its negatives and L_G span the global batch (the
+    identity on one device).
     """
     x_fake = generator(z, training=True, update_stats=update_stats)
-    adversarial = -discriminator(x_fake)
+    adversarial = gather(-discriminator(x_fake))
     logits = prior.responsibility_logits(z, pi, means, covariances)
     prototypes = prior.soft_prototypes(prior.gumbel_softmax(logits, GUMBEL_TAU, uniform), means)
-    lc = losses.u2c_loss(encoder(x_fake), prototypes, scale=config.scale, margin=config.margin,
+    lc = losses.u2c_loss(gather(encoder(x_fake)), gather(prototypes), scale=config.scale, margin=config.margin,
                          temperature=temperature, variant=U2C_VARIANT)
     loss = tf.reduce_mean(adversarial) + weight * tf.reduce_mean(lc)
     return GeneratorTerms(loss, adversarial + weight * lc[:, None], adversarial, lc, logits)
@@ -247,23 +258,32 @@ class SyntheticState:
     """Models, optimizers, the prior, the global step, data streams and random generators of one run.
 
     Everything :meth:`trackables` returns goes into the checkpoint, so a resumed run continues exactly.
+
+    With a ``tf.distribute`` strategy the networks and their optimizers are created under ``strategy.scope()``
+    (mirrored on every replica); the prior, the step, the random generators and the data streams are ordinary
+    variables used in the cross-replica context only (the checkpoint is the same for any number of devices).
     """
 
-    def __init__(self, config: SyntheticConfig, train: SyntheticMixture, evaluation: SyntheticMixture):
+    def __init__(self, config: SyntheticConfig, train: SyntheticMixture, evaluation: SyntheticMixture,
+                 strategy: tf.distribute.Strategy | None = None):
         seed = config.seed
+        self.strategy = strategy or tf.distribute.get_strategy()
         # Separate streams: training noise (z, Gumbel, LP ε), the projection's u / v, plots and evaluation.
         self.noise = tf.random.Generator.from_seed(seed * 1000 + 1, alg="philox")
         self.projection_noise = tf.random.Generator.from_seed(seed * 1000 + 2, alg="philox")
         self.eval_noise = tf.random.Generator.from_seed(seed * 1000 + 3, alg="philox")
         keras.utils.set_random_seed(seed)
-        self.generator, self.discriminator, self.encoder = build_networks(config.latent_dim, self.projection_noise)
+        with self.strategy.scope():
+            self.generator, self.discriminator, self.encoder = build_networks(config.latent_dim,
+                                                                              self.projection_noise)
         self.prior = prior.GaussianMixturePrior(config.num_cluster, config.latent_dim, seed=seed)
-        self.opt_g = keras.optimizers.Adam(config.lr, name="adam_g", **ADAM)
-        self.opt_d = keras.optimizers.Adam(4 * config.lr, name="adam_d", **ADAM)
-        self.opt_e = keras.optimizers.Adam(config.lr, name="adam_e", **ADAM)
-        self.opt_g.build(self.generator.trainable_variables)
-        self.opt_d.build(self.discriminator.trainable_variables)
-        self.opt_e.build(self.encoder.trainable_variables)
+        with self.strategy.scope():
+            self.opt_g = keras.optimizers.Adam(config.lr, name="adam_g", **ADAM)
+            self.opt_d = keras.optimizers.Adam(4 * config.lr, name="adam_d", **ADAM)
+            self.opt_e = keras.optimizers.Adam(config.lr, name="adam_e", **ADAM)
+            self.opt_g.build(self.generator.trainable_variables)
+            self.opt_d.build(self.discriminator.trainable_variables)
+            self.opt_e.build(self.encoder.trainable_variables)
         self.step = tf.Variable(tf.constant(0, tf.int64), name="global_step")
         self.train_data = tf.constant(train.data)
         self.eval_data = tf.constant(evaluation.data)
@@ -319,29 +339,66 @@ class TrainSteps(NamedTuple):
 
 
 def make_train_steps(state: SyntheticState, config: SyntheticConfig) -> TrainSteps:
-    """Build the ``tf.function`` steps of one run (``jit_compile`` from the config).
+    """Build the ``tf.function`` steps of one run (``jit_compile`` from the config, the strategy from the state).
 
     D step (x ``n_critic``): fresh real batch and z, G in training mode without BN updates, Adam(D) at
     4·lr·decay(s), then s += 1 (not when the update was skipped). Joint step at the new s: fresh z, one
     forward pass and one backward pass give ∂L_G/∂(z, G, E); g = B ∂L_G/∂z = ∂(Σ_b ℓ_b)/∂z feeds the
     Stein estimates; then Adam(G), Adam(E) (+ spectral-norm projection) and the SGD steps of μ, Σ, ρ are
     applied, all from the pre-step values.
+
+    Several replicas: the real batch and every random draw are taken once for the global batch (so they are the
+    one-device numbers) and each replica runs the forward and backward pass of its rows (:mod:`common.replicas`):
+    G's BatchNorm uses the statistics of the global batch, the hinge means, the LP reduction, L_G and the U2C
+    loss (its negatives) span the gathered global batch, and each replica differentiates L / R. The summed
+    gradients, the gathered g, responsibilities and -D(G(z)) then feed the same cross-replica updates as on
+    one device (finiteness checks, Adam, the projection's u / v draws, the Stein steps), so two replicas give
+    the one-device result up to summation order.
     """
     g, d, e, pr = state.generator, state.discriminator, state.encoder, state.prior
     batch, iterations = config.batch_size, config.iterations
+    strategy = state.strategy
+    several = strategy.num_replicas_in_sync > 1
+    if several and config.jit_compile:
+        raise UsageError("--jit_compile works on one device only; drop it or use one --gpu")
+
+    def replica_objective(value):
+        # Each replica differentiates L / R: the summed gradients are dL (see common.replicas).
+        return value * replicas.share() if several else value
+
+    def d_replica(x_real, z, epsilon):
+        x_real, z, epsilon = replicas.shard(x_real), replicas.shard(z), replicas.shard(epsilon)
+        with tf.GradientTape() as tape:
+            x_fake = g(z, training=True, update_stats=False)
+            loss, parts = discriminator_objective(d, x_real, x_fake, epsilon, config, gather=replicas.gather)
+            objective = replica_objective(loss)
+        grads = tape.gradient(objective, d.trainable_variables)
+        return loss, parts, replicas.all_sum(grads)
 
     def d_step():
         x_real = tf.gather(state.train_data, state.train_stream.next_indices())
         rates = schedules.learning_rates(state.step.read_value(), iterations, config.lr, config.lr_stein)
         z = pr.sample(batch, seed=stateless_seed(state.noise))
         epsilon = state.noise.uniform([batch, 1])
-        with tf.GradientTape() as tape:
-            x_fake = g(z, training=True, update_stats=False)
-            loss, parts = discriminator_objective(d, x_real, x_fake, epsilon, config)
-        grads = tape.gradient(loss, d.trainable_variables)
+        loss, parts, grads = replicas.first_local(strategy, strategy.run(d_replica, args=(x_real, z, epsilon)))
         ok = apply_if_finite(state.opt_d, grads, d.trainable_variables, rates.d, config.skip_nonfinite)
         state.step.assign_add(tf.cast(ok, tf.int64))
         return loss, {**parts, "lr_d": rates.d}, ok
+
+    def joint_replica(z, uniform, pi, means, covariances, temperature, weight):
+        z, uniform = replicas.shard(z), replicas.shard(uniform)
+        g_vars, e_vars = g.trainable_variables, e.trainable_variables
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            terms = generator_objective(g, d, e, z, pi, means, covariances, uniform, temperature, weight, config,
+                                        gather=replicas.gather)
+            objective = replica_objective(terms.loss)
+        grads = tape.gradient(objective, [z, *g_vars, *e_vars])
+        # Every path from a replica's z rows to L_G passes a gather or BatchNorm's all-reduce, whose gradients sum
+        # the replicas' parts: grads[0] is the full ∂L_G/∂z of these rows.
+        dldz = tf.cast(batch, tf.float32) * grads[0]  # ∂(Σ_b ℓ_b)/∂z, since L_G = (1/B) Σ_b ℓ_b
+        terms = terms._replace(logits=replicas.gather(terms.logits))
+        return terms, replicas.gather(dldz), replicas.all_sum(grads[1:])
 
     def joint_step():
         step = state.step.read_value()
@@ -353,15 +410,12 @@ def make_train_steps(state: SyntheticState, config: SyntheticConfig) -> TrainSte
             batch, seed=stateless_seed(state.noise)))
         uniform = state.noise.uniform([batch, config.num_cluster])
         g_vars, e_vars = g.trainable_variables, e.trainable_variables
-        with tf.GradientTape() as tape:
-            tape.watch(z)
-            terms = generator_objective(g, d, e, z, pi, means, covariances, uniform, temperature, weight, config)
-        grads = tape.gradient(terms.loss, [z, *g_vars, *e_vars])
-        dldz = tf.cast(batch, tf.float32) * grads[0]  # ∂(Σ_b ℓ_b)/∂z, since L_G = (1/B) Σ_b ℓ_b
+        terms, dldz, grads = replicas.first_local(strategy, strategy.run(
+            joint_replica, args=(z, uniform, pi, means, covariances, temperature, weight)))
         stein = prior.stein_gradients(z, dldz, tf.nn.softmax(terms.logits), pi, means, covariances,
                                       terms.adversarial, rates.sigma)
-        ok_g = apply_if_finite(state.opt_g, grads[1 : 1 + len(g_vars)], g_vars, rates.g, config.skip_nonfinite)
-        ok_e = apply_if_finite(state.opt_e, grads[1 + len(g_vars) :], e_vars, rates.e, config.skip_nonfinite)
+        ok_g = apply_if_finite(state.opt_g, grads[: len(g_vars)], g_vars, rates.g, config.skip_nonfinite)
+        ok_e = apply_if_finite(state.opt_e, grads[len(g_vars) :], e_vars, rates.e, config.skip_nonfinite)
         ok_prior = pr.apply_stein_updates(stein, rates.mu, rates.sigma, rates.rho, config.skip_nonfinite)
         applied = tf.stack([ok_g, ok_e, ok_prior["mu"], ok_prior["sigma"], ok_prior["rho"]])
         return terms, temperature, rates, applied

@@ -24,6 +24,8 @@ import tensorflow_probability as tfp
 
 from common import metrics
 from common.config import RESUME_SAFE_KEYS, prepare_run_dir, timestamp_run_name
+from common.devices import make_strategy, parse_gpu_flag
+from common.errors import UsageError
 from common.images import save_gif, save_png
 from common.seeding import set_seed
 from common.slogan.data import build_synthetic_streams
@@ -188,7 +190,7 @@ def run(config: SyntheticConfig, extra_hooks: Sequence[Every] = ()) -> dict:
         print("warning: --reg gp adds no penalty, as in the original (only lp is wired); "
               "add --fix_gp for the gradient penalty", file=sys.stderr)
     train, evaluation = build_synthetic_streams(config.seed)
-    state = SyntheticState(config, train, evaluation)
+    state = SyntheticState(config, train, evaluation, make_run_strategy(config))
     state.plot_real.assign(state.eval_batch()[0])  # the original's fixed 10k real batch of every figure
     logbook = Logbook(run_dir)
     reporter = Reporter(state, config, run_dir, logbook, train.scaled_means)
@@ -202,6 +204,21 @@ def run(config: SyntheticConfig, extra_hooks: Sequence[Every] = ()) -> dict:
     finally:
         logbook.close()
     return {"run_dir": str(run_dir), **reporter.last_scores}
+
+
+def make_run_strategy(config: SyntheticConfig) -> tf.distribute.Strategy:
+    """The strategy of ``--gpu`` (several GPUs: MirroredStrategy; ``TF_CONFIG``: multi-worker), or of the explicit
+    ``devices`` (tests), checked against the batch size and ``--jit_compile``."""
+    devices = [d.strip() for d in config.devices.split(",") if d.strip()] if config.devices else None
+    strategy = make_strategy(num_gpus=len(parse_gpu_flag(config.gpu)), devices=devices)
+    count = strategy.num_replicas_in_sync
+    if config.batch_size % count:
+        raise UsageError(f"--batch_size {config.batch_size} must be divisible by the {count} devices of --gpu")
+    if count > 1 and config.jit_compile:
+        raise UsageError("--jit_compile works on one device only; drop it or use one --gpu")
+    if count > 1:
+        print(f"training on {count} replicas ({type(strategy).__name__})", flush=True)
+    return strategy
 
 
 def _save_real_figure(state: SyntheticState, run_dir: Path) -> None:

@@ -1,0 +1,142 @@
+"""slogan_synthetic.py train step: two replicas equal one device; eager, tf.function and XLA iterations agree;
+the --gpu/--devices wiring, and an old run folder's config.json still resumes.
+
+Tiny sizes (K = 3, d = 8, batch 16); the two-replica tests use the 2 logical CPUs of conftest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import slogan_synthetic
+from common.config import prepare_run_dir
+from common.errors import UsageError
+from common.seeding import set_seed
+from common.slogan import synthetic_run
+from common.slogan.data import build_synthetic_streams
+from common.slogan.synthetic import SyntheticConfig, SyntheticState, make_train_steps
+
+TINY = dict(num_cluster=3, latent_dim=8, batch_size=16, eval_size=200, shuffle_buffer=1000, iterations=100)
+ITERATIONS = 3
+# Adam with β1 = 0 steps by lr·g / (|g| + ε/sqrt(0.1)): with ε = 1e-8 a gradient entry at rounding-noise level
+# (1e-8, e.g. the dense biases in front of G's BatchNorms, whose true gradient is 0) becomes a step of up to ±lr,
+# so another summation order (two replicas, another kernel) moves such an entry by ~lr. The comparisons run both
+# sides with ε = 1e-4, which keeps such steps proportional to the gradient; every other piece of the step is
+# the trainer's.
+COMPARISON_EPSILON = 1e-4
+
+
+def two_cpus() -> list[str]:
+    names = [d.name for d in tf.config.list_logical_devices("CPU")]
+    if len(names) < 2:
+        pytest.skip("TensorFlow was initialised before conftest could split the CPU")
+    return names[:2]
+
+
+@contextlib.contextmanager
+def eagerly(on: bool):
+    tf.config.run_functions_eagerly(on)
+    try:
+        yield
+    finally:
+        tf.config.run_functions_eagerly(False)
+
+
+def state_values(state: SyntheticState) -> dict:
+    """Every checkpointed value of the state by its checkpoint key (models, optimizers, prior, step, RNG states)."""
+    values = {}
+    for name, obj in state.trackables().items():
+        variables = obj.variables if hasattr(obj, "variables") else [obj]
+        if isinstance(obj, tf.random.Generator):
+            variables = [obj.state]
+        for k, v in enumerate(variables):
+            values[f"{name}/{k}/{getattr(v, 'path', v.name)}"] = np.array(v.numpy())
+    return values
+
+
+def run_iterations(strategy=None, mode="tf.function", **overrides):
+    """ITERATIONS outer iterations from the seeded initial state; (values, outputs)."""
+    config = SyntheticConfig(**{**TINY, "jit_compile": mode == "xla", **overrides})
+    set_seed(config.seed)
+    train, evaluation = build_synthetic_streams(config.seed)
+    state = SyntheticState(config, train, evaluation, strategy)
+    for optimizer in (state.opt_g, state.opt_d, state.opt_e):
+        optimizer.epsilon = COMPARISON_EPSILON
+    step = make_train_steps(state, config).iteration
+    with eagerly(mode == "eager"):
+        outputs = [{k: float(v) for k, v in step().items()} for _ in range(ITERATIONS)]
+    for model in (state.generator, state.discriminator, state.encoder):
+        for weight in model.weights:
+            copies = getattr(weight.value, "values", None)
+            for other in (copies or ())[1:]:  # mirrored copies never drift apart
+                np.testing.assert_array_equal(other.numpy(), copies[0].numpy(), err_msg=weight.path)
+    return state_values(state), outputs
+
+
+def assert_same(a, b, rtol, atol):
+    """Every value within rtol of itself or of its array's largest magnitude (gradients summed in another order
+    differ by rounding relative to the whole vector, not to each entry), and every output within rtol."""
+    (values_a, outputs_a), (values_b, outputs_b) = a, b
+    assert values_a.keys() == values_b.keys()
+    for key, value in values_a.items():
+        scale = float(np.abs(value).max()) if value.size and value.dtype.kind == "f" else 0.0
+        np.testing.assert_allclose(values_b[key], value, rtol=rtol, atol=atol + rtol * scale, err_msg=key)
+    for out_a, out_b in zip(outputs_a, outputs_b):
+        for key in out_a:
+            assert out_b[key] == pytest.approx(out_a[key], rel=rtol, abs=atol), key
+
+
+@pytest.fixture(scope="module")
+def one_device():
+    return run_iterations()
+
+
+def test_two_replicas_match_one_device(one_device):
+    """Global draws sharded over 2 replicas, BatchNorm over the global batch, gathered hinge/LP/U2C terms,
+    summed gradients and gathered Stein inputs: the iterations equal the one-device ones."""
+    two = run_iterations(tf.distribute.MirroredStrategy(two_cpus()))
+    assert_same(one_device, two, rtol=1e-5, atol=1e-6)
+    assert one_device[1][-1]["skipped/joint"] == 0 and one_device[1][-1]["skipped/d"] == 0
+
+
+@pytest.mark.slow
+def test_two_replicas_match_one_device_with_sum_reduction_and_two_critic_steps():
+    strategy = tf.distribute.MirroredStrategy(two_cpus())
+    assert_same(run_iterations(reduce_fn="max", n_critic=2), run_iterations(strategy, reduce_fn="max", n_critic=2),
+                rtol=1e-5, atol=1e-6)
+
+
+def test_tf_function_iterations_match_eager_ones(one_device):
+    assert_same(run_iterations(mode="eager"), one_device, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_xla_iterations_match_eager_ones():
+    assert_same(run_iterations(mode="eager"), run_iterations(mode="xla"), rtol=1e-5, atol=1e-6)
+
+
+def test_strategy_checks():
+    devices = ",".join(two_cpus())
+    with pytest.raises(UsageError, match="divisible"):
+        synthetic_run.make_run_strategy(SyntheticConfig(**{**TINY, "batch_size": 15}, devices=devices))
+    with pytest.raises(UsageError, match="one device"):
+        synthetic_run.make_run_strategy(SyntheticConfig(**TINY, jit_compile=True, devices=devices))
+    assert synthetic_run.make_run_strategy(SyntheticConfig(**TINY, devices=devices)).num_replicas_in_sync == 2
+    assert synthetic_run.make_run_strategy(SyntheticConfig(**TINY, gpu="-1")).num_replicas_in_sync == 1
+
+
+def test_a_config_json_written_before_the_devices_flag_still_resumes(tmp_path):
+    """A run folder whose config.json predates --devices (the key is absent) is resumed by the same command."""
+    args = vars(slogan_synthetic.build_parser().parse_args(["--gpu", "-1", "--run_name", "old"]))
+    config = SyntheticConfig(**args)
+    saved = {k: v for k, v in json.loads(json.dumps(config.__dict__)).items() if k != "devices"}
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    _, resuming = prepare_run_dir(tmp_path, config, ignore=synthetic_run.RESUME_IGNORED)
+    assert resuming
+    two = SyntheticConfig(**{**args, "gpu": "0,1", "devices": "/cpu:0,/cpu:1"})  # devices never block a resume
+    assert prepare_run_dir(tmp_path, two, ignore=synthetic_run.RESUME_IGNORED)[1]
