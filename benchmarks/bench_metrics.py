@@ -94,7 +94,8 @@ def fid_is_record(n: int, classifier: str | None) -> dict:
     out.update(feature_dim=int(feats.shape[1]), classifier_fid=round(scores["classifier_fid"], 4),
                classifier_is=round(scores["classifier_is"], 4), features=features, real=source,
                peak_rss_mb=round(peak_rss_mb(), 1),
-               note="FID (TF-GAN route) + IS (10 splits) by common.evaluate.compute_metrics; classifier features")
+               note=f"common.evaluate.compute_metrics: FID (TF-GAN route) + IS (10 splits) of {n} generated vs {n} "
+                    f"real images; features: {net.name}" + ("" if classifier else " (random weights)"))
     return out
 
 

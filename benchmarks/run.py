@@ -215,7 +215,7 @@ def _cell(value) -> str:
     if isinstance(value, bool):
         return "yes" if value else ""
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4g}"
     return str(value).replace("|", "\\|")
 
 
@@ -228,7 +228,7 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
 def _task_result(record: dict) -> str:
     skip = {"bench", "mode", "kind", "trainer", "script", "machine", "invocation", "error", "note", "default"}
     parts = [f"{k}={_cell(v)}" for k, v in record.items()
-             if k not in skip and isinstance(v, (int, float, str)) and not isinstance(v, bool)]
+             if k not in skip and isinstance(v, (int, float)) and not isinstance(v, bool)]
     return ", ".join(parts)
 
 
@@ -282,6 +282,18 @@ def markdown(records: list[dict], info: dict) -> str:
     if problems:
         lines += ["Not measured: " + "; ".join(problems) + ".", ""]
     return "\n".join(lines)
+
+
+def write_results(out: Path, records: list[dict], info: dict, failures: dict, began: float) -> str:
+    """Write ``results.json`` and ``results.md`` for the records so far; return the Markdown."""
+    info.update(failures=failures, loadavg_end=load_average(), wall_min=round((time.perf_counter() - began) / 60, 1))
+    annotate(records, info["default_modes"])
+    join_inputs(records)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"machine": info, "records": records}, indent=1) + "\n")
+    table = markdown(records, info)
+    (out / "results.md").write_text(table)
+    return table
 
 
 def main(argv: list[str]) -> int:
@@ -342,16 +354,8 @@ def main(argv: list[str]) -> int:
         print(f"   done in {cost['wall_s']:.0f} s ({cost['cpu_s']:.0f} CPU s){note}", file=sys.stderr, flush=True)
         if errors:
             failures[script.name] = "; ".join(errors)
-    info["failures"] = failures
-    info["loadavg_end"] = load_average()
-    info["wall_min"] = round((time.perf_counter() - began) / 60, 1)
-    annotate(all_records, defaults)
-    join_inputs(all_records)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({"machine": info, "records": all_records}, indent=1) + "\n")
-    table = markdown(all_records, info)
-    (out / "results.md").write_text(table)
+        write_results(Path(args.out), all_records, info, failures, began)  # kept if a later script hangs
+    table = write_results(Path(args.out), all_records, info, failures, began)
     readme = ROOT / "README.md"
     text = readme.read_text() if readme.exists() else ""
     if START in text and END in text and not args.words and not args.no_readme:
