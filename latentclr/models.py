@@ -38,7 +38,8 @@ class StackedBatchNorm(keras.layers.Layer):
 
     Training mode normalises with the biased batch variance and updates the running variance with the
     unbiased one, as PyTorch does; ``momentum`` follows the Keras convention (running = m * running +
-    (1 - m) * batch), so PyTorch's 0.1 is 0.9 here. eps = 1e-5.
+    (1 - m) * batch), so PyTorch's 0.1 is 0.9 here. eps = 1e-5. Inside a multi-replica step the moments are
+    taken over the rows of all replicas (all-reduced sums), so the statistics are those of the global batch.
     """
 
     def __init__(self, n_nets: int, features: int, momentum: float = 0.9, epsilon: float = 1e-5, **kwargs):
@@ -48,11 +49,12 @@ class StackedBatchNorm(keras.layers.Layer):
         shape = (n_nets, features)
         self.gamma = self.add_weight(shape=shape, initializer="ones", name="gamma")
         self.beta = self.add_weight(shape=shape, initializer="zeros", name="beta")
-        self.moving_mean = self.add_weight(shape=shape, initializer="zeros", name="moving_mean", trainable=False)
-        self.moving_variance = self.add_weight(shape=shape, initializer="ones", name="moving_variance",
-                                               trainable=False)
+        # Every replica computes the same (global) statistics: the first replica's update stands for all.
+        stat = dict(trainable=False, aggregation="only_first_replica")
+        self.moving_mean = self.add_weight(shape=shape, initializer="zeros", name="moving_mean", **stat)
+        self.moving_variance = self.add_weight(shape=shape, initializer="ones", name="moving_variance", **stat)
         self.num_batches_tracked = self.add_weight(shape=(), initializer="zeros", name="num_batches_tracked",
-                                                   trainable=False, dtype="int64")
+                                                   dtype="int64", **stat)
 
     def call(self, x, training=False, net=None):
         """x: [K, B, C] (all nets) or [B, C] with ``net`` = the index of the one net to run."""
@@ -64,9 +66,7 @@ class StackedBatchNorm(keras.layers.Layer):
         if training:
             if net is not None:
                 raise ValueError("StackedBatchNorm: training mode needs all nets at once")
-            mean = tf.reduce_mean(x, axis=-2, keepdims=True)
-            var = tf.reduce_mean(tf.square(x - mean), axis=-2, keepdims=True)
-            n = tf.cast(tf.shape(x)[-2], x.dtype)
+            mean, var, n = _batch_moments(x)
             unbiased = var * n / (n - 1.0)
             m = self.momentum
             self.moving_mean.assign(m * self.moving_mean + (1.0 - m) * mean[..., 0, :])
@@ -79,6 +79,21 @@ class StackedBatchNorm(keras.layers.Layer):
         if net is None:
             gamma, beta = gamma[:, None, :], beta[:, None, :]
         return (x - mean) / tf.sqrt(var + self.epsilon) * gamma + beta
+
+
+def _batch_moments(x):
+    """Mean and biased variance over axis -2 of x [..., B, C] (keepdims) and the row count, over the rows of
+    every replica when called inside a multi-replica step."""
+    ctx = tf.distribute.get_replica_context()
+    replicas = ctx.num_replicas_in_sync if ctx is not None else 1
+    if replicas == 1:
+        mean = tf.reduce_mean(x, axis=-2, keepdims=True)
+        return mean, tf.reduce_mean(tf.square(x - mean), axis=-2, keepdims=True), tf.cast(tf.shape(x)[-2], x.dtype)
+    total, n = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [tf.reduce_sum(x, axis=-2, keepdims=True),
+                                                           tf.cast(tf.shape(x)[-2], x.dtype)])
+    mean = total / n
+    var = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.reduce_sum(tf.square(x - mean), axis=-2, keepdims=True)) / n
+    return mean, var, n
 
 
 class StackedDense(keras.layers.Layer):

@@ -28,7 +28,7 @@ from common.config import RESUME_SAFE_KEYS, prepare_run_dir
 from common.errors import UsageError
 from common.summaries import Logbook
 from common.training import Checkpoints, Every, train_loop
-from latentclr import build, optim
+from latentclr import build, distribute, optim
 from latentclr.checkpoints import SNAPSHOT_SUFFIX, load_directions, save_snapshot
 from latentclr.cli import require_checkpoint
 from latentclr.models import apply_projector_chunks, l2_normalize_rows
@@ -36,8 +36,8 @@ from latentclr.models import apply_projector_chunks, l2_normalize_rows
 log = logging.getLogger()
 
 #: settings that may change between a run and its resumption
-RESUME_IGNORED = RESUME_SAFE_KEYS | {"device", "auto_cpu_if_no_gpu", "generator.device", "tensorboard",
-                                     "tb_image_dirs", "checkpoint"}
+RESUME_IGNORED = RESUME_SAFE_KEYS | {"device", "devices", "auto_cpu_if_no_gpu", "generator.device", "tensorboard",
+                                     "tb_image_dirs", "checkpoint", "jit_compile"}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -88,14 +88,21 @@ class Pieces:
         self.projector(tf.zeros((2,) + self.feature_shape), training=False)
 
     def contrastive(self, z, alphas, training: bool, projector_training: bool, use_feed: bool):
-        """(acc, loss) of one batch: z [B, S], alphas [K]."""
+        """(acc, loss) of one batch: z [B, S], alphas [K]. Inside a multi-replica step this replica edits its
+        B / R rows and the loss is taken over the divergences gathered from all replicas
+        (:mod:`latentclr.distribute`)."""
         gen, k = self.generator, self.k
+        ctx, n_replicas = distribute.replicas()
+        if n_replicas > 1:
+            z = distribute.local_rows(z, ctx, n_replicas)
         reference = tf.stop_gradient(self.projector(gen.get_features(z), training=projector_training))
         edited = self.model(z, alphas, training=training)  # [K*B, S]
         inputs = self.generator_inputs(z, edited, use_feed)
         feats = gen.get_features(inputs) if self.batched_generator else self.chunked_features(inputs)
         feats = apply_projector_chunks(self.projector, feats, k, projector_training)
         divergence = l2_normalize_rows(feats - tf.tile(reference, (k, 1)), self.norm_eps)
+        if n_replicas > 1:
+            divergence = distribute.gather_direction_major(divergence, k, ctx, n_replicas)
         return self.loss_fn(divergence)
 
     def generator_inputs(self, z, edited, use_feed: bool):
@@ -125,29 +132,54 @@ class Pieces:
 
 
 def make_train_step(pieces: Pieces, optimizer, variables, n_direction_vars: int, train_projector: bool,
-                    grad_clip: float | None, jit_compile: bool = False):
+                    grad_clip: float | None, jit_compile: bool = False, strategy=None, compiled: bool = True):
     """tf.function(z, alphas) -> {"loss", "acc"}: one optimisation step (clipping only the direction
-    gradients, as the original's ``clip_grad_norm_(model.parameters())``)."""
+    gradients, as the original's ``clip_grad_norm_(model.parameters())``).
 
-    def step(z, alphas):
+    Under a multi-replica ``strategy`` each replica differentiates loss / R of the gathered batch, the
+    gradients are summed over replicas and the update is applied once, in cross-replica context (the
+    optimiser's variables are mirrored). ``compiled=False`` returns the plain Python step (eager reference).
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    has_grad = {}  # which variables get a gradient (known when the step is traced)
+
+    def replica_step(z, alphas):
+        ctx, n_replicas = distribute.replicas()
         with tf.GradientTape() as tape:
             acc, loss = pieces.contrastive(z, alphas, True, train_projector, True)
-        grads = tape.gradient(loss, variables)
+            scaled = loss / n_replicas if n_replicas > 1 else loss
+        grads = tape.gradient(scaled, variables)
+        has_grad["mask"] = [g is not None for g in grads]
+        return distribute.sum_gradients([g for g in grads if g is not None], ctx, n_replicas), loss, acc
+
+    def first(value):  # the value of replica 0 (all replicas hold the same one after the all-reduce)
+        return strategy.experimental_local_results(value)[0]
+
+    def step(z, alphas):
+        present, loss, acc = strategy.run(replica_step, args=(z, alphas))
+        present = iter([first(g) for g in present])
+        grads = [next(present) if flag else None for flag in has_grad["mask"]]
+        loss, acc = first(loss), first(acc)
         if grad_clip is not None:
             grads = optim.clip_by_global_norm(grads[:n_direction_vars], float(grad_clip)) + list(
                 grads[n_direction_vars:])
         optimizer.apply(grads)
         return {"loss": loss, "acc": acc}
 
-    return tf.function(step, jit_compile=jit_compile)
+    return tf.function(step, jit_compile=jit_compile) if compiled else step
 
 
-def make_eval_step(pieces: Pieces, use_feed: bool, jit_compile: bool = False):
+def make_eval_step(pieces: Pieces, use_feed: bool, jit_compile: bool = False, strategy=None):
     """tf.function(z, alphas) -> {"loss", "acc"} in inference mode, no update."""
+    strategy = strategy or tf.distribute.get_strategy()
 
-    def step(z, alphas):
+    def replica_step(z, alphas):
         acc, loss = pieces.contrastive(z, alphas, False, False, use_feed)
         return {"loss": loss, "acc": acc}
+
+    def step(z, alphas):
+        out = strategy.run(replica_step, args=(z, alphas))
+        return {key: strategy.experimental_local_results(value)[0] for key, value in out.items()}
 
     return tf.function(step, jit_compile=jit_compile)
 
@@ -273,19 +305,29 @@ def _train(cfg: dict, run_dir: Path) -> dict:
     if cfg.get("mixed_precision"):
         raise UsageError("mixed_precision=true is not supported (the original's AMP loop crashes at start); "
                          "use mixed_precision=false")
+    strategy = distribute.strategy_for(cfg)  # first: a multi-worker strategy must exist before other TF work
+    distribute.check_batch(batch_size, strategy)
+    jit = bool(cfg.get("jit_compile", False))
+    if jit and strategy.num_replicas_in_sync > 1:
+        raise UsageError(f"jit_compile=true needs one device: XLA cannot compile a step whose variables live on "
+                         f"{strategy.num_replicas_in_sync} devices; use jit_compile=false for multi-device training")
+    if not distribute.is_chief():  # the other workers of a cluster train in lockstep but write nothing
+        save, cfg = False, {**cfg, "tensorboard": False}
     seed_everything(cfg)
-    pieces = Pieces(cfg)  # every check of the config and the generator happens here, before anything is written
+    with strategy.scope():  # direction, projector and optimiser variables are mirrored over the replicas
+        pieces = Pieces(cfg)  # every check of the config and the generator happens here, before anything is written
+        model, projector = pieces.model, pieces.projector
+        train_projector = bool(cfg.get("train_projector", True))
+        model_vars = list(model.trainable_variables)
+        variables = model_vars + (list(projector.trainable_variables) if train_projector else [])
+        optimizer = optim.build_optimizer(variables, cfg["hparams"]["optimizer"], cfg["hparams"].get("scheduler"))
     if save:
         prepare_run_dir(run_dir, flatten(cfg), ignore=RESUME_IGNORED)
-    model, projector = pieces.model, pieces.projector
-    train_projector = bool(cfg.get("train_projector", True))
-    model_vars = list(model.trainable_variables)
-    variables = model_vars + (list(projector.trainable_variables) if train_projector else [])
-    optimizer = optim.build_optimizer(variables, cfg["hparams"]["optimizer"], cfg["hparams"].get("scheduler"))
-    jit = bool(cfg.get("jit_compile", False))
+    if strategy.num_replicas_in_sync > 1:
+        log.info(f"Training on {strategy.num_replicas_in_sync} replicas ({type(strategy).__name__})")
     train_step = make_train_step(pieces, optimizer, variables, len(model_vars), train_projector,
-                                 cfg["hparams"].get("grad_clip_max_norm"), jit)
-    val_step = make_eval_step(pieces, bool(cfg.get("val_uses_feed_layers", False)), jit)
+                                 cfg["hparams"].get("grad_clip_max_norm"), jit, strategy)
+    val_step = make_eval_step(pieces, bool(cfg.get("val_uses_feed_layers", False)), jit, strategy)
 
     state, rng = RunState(), NumpyRNG()
     checkpoints = RunCheckpoints(run_dir, rng, model=model, projector=projector, optimizer=optimizer,
