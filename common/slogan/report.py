@@ -2,6 +2,11 @@
 
 Prints the last π, the mode nearest to each G(μ_c), the last purity / ARI / NMI and the verdicts of the
 long-run acceptance check (spec §10 #28), as JSON.
+
+``--samples N`` also restores the newest checkpoint and measures what the generator produces (inference
+mode, as the plots): the share of N mixture samples nearest to each true mode, and for each component c the
+share of N samples of N(μ_c, Σ_c) nearest to each mode. G(μ_c) alone can mislead: a component whose samples
+stretch across two modes has its centre between them.
 """
 
 from __future__ import annotations
@@ -55,14 +60,75 @@ def final_check(run_dir: str | Path) -> dict:
 
 
 
+def mode_shares(points: np.ndarray, modes: np.ndarray) -> np.ndarray:
+    """[M] share of ``points`` [N, 2] whose nearest mode (Euclidean) is each of ``modes`` [M, 2]."""
+    nearest = np.argmin(np.linalg.norm(points[:, None, :] - modes[None], axis=-1), axis=1)
+    return np.bincount(nearest, minlength=len(modes)) / len(points)
+
+
+def component_owners(shares: np.ndarray, threshold: float = 0.9) -> list[int | None]:
+    """For each component (row of ``shares`` [K, M]) the mode holding >= ``threshold`` of its samples, else None."""
+    return [int(row.argmax()) if row.max() >= threshold else None for row in shares]
+
+
+def generated_check(run_dir: str | Path, samples: int, seed: int = 0) -> dict:
+    """Restore the newest checkpoint of ``run_dir`` and measure the generator's modes (see module docstring).
+
+    Returns ``mode_mass`` [8] (mixture samples per true mode; truth 1/16, 3/16 alternating), ``component_modes``
+    [K, 8] (per component), ``owner`` (the mode holding >= 90 % of a component's samples, or None) and the
+    verdict ``one_component_per_mode`` (every mode owned by exactly one component and no component unowned).
+    """
+    import tensorflow as tf
+
+    from common.slogan.data import build_synthetic_streams
+    from common.slogan.synthetic import SyntheticConfig, SyntheticState
+
+    run_dir = Path(run_dir)
+    saved = json.loads((run_dir / "config.json").read_text())
+    config = SyntheticConfig(**{k: v for k, v in saved.items() if k in SyntheticConfig.__dataclass_fields__})
+    prefix = tf.train.latest_checkpoint(str(run_dir))
+    if prefix is None:
+        raise UsageError(f"{run_dir}: no checkpoint to restore (expected model-<step>.index)")
+    train, evaluation = build_synthetic_streams(config.seed)
+    state = SyntheticState(config, train, evaluation)
+    tf.train.Checkpoint(**state.trackables()).read(prefix).expect_partial()
+    modes = train.scaled_means
+    draw_seed = tf.constant([seed, 1], tf.int32)
+    mixture = state.generator(state.prior.sample(samples, seed=draw_seed), training=False).numpy()
+    per_component = np.stack([
+        mode_shares(state.generator(state.prior.sample_component(c, samples, seed=draw_seed + c + 1),
+                                    training=False).numpy(), modes)
+        for c in range(config.num_cluster)
+    ])
+    owners = component_owners(per_component)
+    owned = [o for o in owners if o is not None]
+    return {
+        "checkpoint": prefix, "samples": samples,
+        "mode_mass": mode_shares(mixture, modes).round(4).tolist(),
+        "component_modes": per_component.round(3).tolist(),
+        "owner": owners,
+        "one_component_per_mode": len(owned) == len(owners) and sorted(owned) == list(range(len(modes))),
+    }
+
+
 @exit_on_usage_error
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        raise UsageError("usage: python -m common.slogan.report <run folder, e.g. logs/synthetic/demo>")
-    if not (Path(argv[0]) / "metrics.jsonl").exists():
-        raise UsageError(f"{argv[0]}: no metrics.jsonl (expected a run folder of slogan_synthetic.py)")
-    print(json.dumps(final_check(argv[0]), indent=2))
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m common.slogan.report", description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", help="run folder of slogan_synthetic.py, e.g. logs/synthetic/demo")
+    parser.add_argument("--samples", type=int, default=0,
+                        help="also restore the newest checkpoint and classify this many generated samples per "
+                             "component and of the mixture by their nearest true mode (default: 0, off)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if not (Path(args.run_dir) / "metrics.jsonl").exists():
+        raise UsageError(f"{args.run_dir}: no metrics.jsonl (expected a run folder of slogan_synthetic.py)")
+    if args.samples < 0:
+        raise UsageError(f"--samples {args.samples}: expected a count >= 0")
+    result = final_check(args.run_dir)
+    if args.samples:
+        result["generated"] = generated_check(args.run_dir, args.samples)
+    print(json.dumps(result, indent=2))
     return 0
 
 
