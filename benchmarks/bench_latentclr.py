@@ -9,8 +9,10 @@ Generators, all random-init and built in memory:
 - ``stylegan2``: rosinality StyleGAN2 at ``--resolution`` up to ``conv1`` (the README's FFHQ setting: K=100,
   B=8, W space), for GPU machines (``--generator stylegan2``).
 
-Defaults are the BigGAN README setting K=32, B=16 with S=128. Every (generator, model, mode) runs in its own
-process and prints one JSON line (protocol of ``benchmarks/harness.py``).
+Modes: ``eager`` (the step's Python function run op by op), ``tf.function`` (the trainer's default,
+``jit_compile=false``) and ``xla`` (``jit_compile=true``). Defaults are the BigGAN README setting K=32, B=16
+with S=128. Every (generator, model, mode) runs in its own process and prints one JSON line
+(``benchmarks/harness.emit``).
 
     python benchmarks/bench_latentclr.py
     python benchmarks/bench_latentclr.py --generator stylegan2 --k 100 --batch_size 8 --mode xla
@@ -28,7 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-MODES = ("tf.function", "xla")
+from benchmarks.harness import emit  # noqa: E402
+
+MODES = ("eager", "tf.function", "xla")
 MODELS = ("global", "linear", "nonlinear")
 
 
@@ -58,7 +62,9 @@ def measure(generator: str, model: str, mode: str, k: int, batch_size: int, late
     import tempfile
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from benchmarks.harness import time_calls
+    import tensorflow as tf
+
+    from benchmarks.harness import machine, time_calls
     from latentclr import optim, trainer
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -67,7 +73,8 @@ def measure(generator: str, model: str, mode: str, k: int, batch_size: int, late
         pieces = trainer.Pieces(cfg)
     variables = list(pieces.model.trainable_variables)
     opt = optim.build_optimizer(variables, cfg["hparams"]["optimizer"], cfg["hparams"]["scheduler"])
-    step = trainer.make_train_step(pieces, opt, variables, len(variables), True, None, jit_compile=mode == "xla")
+    step = trainer.make_train_step(pieces, opt, variables, len(variables), True, None, jit_compile=mode == "xla",
+                                   compiled=mode != "eager")
     batches = [pieces.draw(batch_size) for _ in range(4)]
     counter = iter(range(10 ** 9))
     timing = time_calls(lambda: step(*batches[next(counter) % 4]), warmup=2, repeats=repeats, calls_per_repeat=5,
@@ -82,8 +89,10 @@ def measure(generator: str, model: str, mode: str, k: int, batch_size: int, late
         "steps_per_sec": timing["steps_per_sec"],
         "examples_per_sec": round(timing["steps_per_sec"] * batch_size * k, 3),
         "compile_s": timing["compile_s"],
+        "cpu_ms_per_step": timing["cpu_ms_per_step"],
         "peak_rss_mb": timing["peak_rss_mb"],
         "steps_per_sec_all": timing["steps_per_sec_all"],
+        "machine": {**machine(), "tensorflow": tf.__version__},
     }
 
 
@@ -102,9 +111,8 @@ def main() -> None:
     generators = args.generator or ["identity", "toy"]
     models = args.model or list(MODELS)
     if args.mode and len(generators) == 1 and len(models) == 1:
-        record = measure(generators[0], models[0], args.mode, args.k, args.batch_size, args.latent_dim,
-                         args.resolution, args.repeats)
-        print(json.dumps(record), flush=True)
+        emit(measure(generators[0], models[0], args.mode, args.k, args.batch_size, args.latent_dim,
+                     args.resolution, args.repeats))
         return
     for generator in generators:
         for model in models:
@@ -116,10 +124,9 @@ def main() -> None:
                 lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
                 if proc.returncode or not lines:
                     tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-                    print(json.dumps({"bench": f"latentclr/train_step/{generator}/{model}", "mode": mode,
-                                      "error": tail[:200]}), flush=True)
+                    emit({"bench": f"latentclr/train_step/{generator}/{model}", "mode": mode, "error": tail[:200]})
                 else:
-                    print(lines[-1], flush=True)
+                    emit(json.loads(lines[-1]))
 
 
 if __name__ == "__main__":
