@@ -28,7 +28,7 @@ from common.config import RESUME_SAFE_KEYS, prepare_run_dir
 from common.errors import UsageError
 from common.summaries import Logbook
 from common.training import Checkpoints, Every, train_loop
-from latentclr import build, distribute, optim
+from latentclr import build, distribute, optim, precision
 from latentclr.checkpoints import SNAPSHOT_SUFFIX, load_directions, save_snapshot
 from latentclr.cli import require_checkpoint
 from latentclr.models import apply_projector_chunks, l2_normalize_rows
@@ -76,6 +76,9 @@ class Pieces:
     def __init__(self, cfg: dict):
         self.cfg = cfg
         self.generator = build.build_generator(cfg)
+        self.mixed_precision = bool(cfg.get("mixed_precision", False))
+        if self.mixed_precision:  # the generator pass in float16 (latentclr.precision)
+            precision.make_generator_mixed(self.generator)
         self.model = build.build_model(cfg, self.generator.latent_dim)
         self.feature_shape = self.generator.feature_shape()
         self.projector = build.build_projector(cfg, int(np.prod(self.feature_shape)))
@@ -95,10 +98,13 @@ class Pieces:
         ctx, n_replicas = distribute.replicas()
         if n_replicas > 1:
             z = distribute.local_rows(z, ctx, n_replicas)
-        reference = tf.stop_gradient(self.projector(gen.get_features(z), training=projector_training))
+        # Features in float32 from here on (a float16 generator pass under mixed_precision).
+        reference = tf.stop_gradient(self.projector(tf.cast(gen.get_features(z), tf.float32),
+                                                    training=projector_training))
         edited = self.model(z, alphas, training=training)  # [K*B, S]
         inputs = self.generator_inputs(z, edited, use_feed)
         feats = gen.get_features(inputs) if self.batched_generator else self.chunked_features(inputs)
+        feats = tf.cast(feats, tf.float32)
         feats = apply_projector_chunks(self.projector, feats, k, projector_training)
         divergence = l2_normalize_rows(feats - tf.tile(reference, (k, 1)), self.norm_eps)
         if n_replicas > 1:
@@ -132,13 +138,16 @@ class Pieces:
 
 
 def make_train_step(pieces: Pieces, optimizer, variables, n_direction_vars: int, train_projector: bool,
-                    grad_clip: float | None, jit_compile: bool = False, strategy=None, compiled: bool = True):
+                    grad_clip: float | None, jit_compile: bool = False, strategy=None, compiled: bool = True,
+                    loss_scale: precision.DynamicLossScale | None = None):
     """tf.function(z, alphas) -> {"loss", "acc"}: one optimisation step (clipping only the direction
     gradients, as the original's ``clip_grad_norm_(model.parameters())``).
 
     Under a multi-replica ``strategy`` each replica differentiates loss / R of the gathered batch, the
     gradients are summed over replicas and the update is applied once, in cross-replica context (the
     optimiser's variables are mirrored). ``compiled=False`` returns the plain Python step (eager reference).
+    With a ``loss_scale`` (mixed precision) the scaled loss is differentiated, the gradients unscaled, and a
+    step with a non-finite gradient is skipped (the output ``skipped`` says so).
     """
     strategy = strategy or tf.distribute.get_strategy()
     has_grad = {}  # which variables get a gradient (known when the step is traced)
@@ -148,6 +157,8 @@ def make_train_step(pieces: Pieces, optimizer, variables, n_direction_vars: int,
         with tf.GradientTape() as tape:
             acc, loss = pieces.contrastive(z, alphas, True, train_projector, True)
             scaled = loss / n_replicas if n_replicas > 1 else loss
+            if loss_scale is not None:
+                scaled = scaled * loss_scale.scale
         grads = tape.gradient(scaled, variables)
         has_grad["mask"] = [g is not None for g in grads]
         return distribute.sum_gradients([g for g in grads if g is not None], ctx, n_replicas), loss, acc
@@ -160,11 +171,21 @@ def make_train_step(pieces: Pieces, optimizer, variables, n_direction_vars: int,
         present = iter([first(g) for g in present])
         grads = [next(present) if flag else None for flag in has_grad["mask"]]
         loss, acc = first(loss), first(acc)
+        if loss_scale is None:
+            update(grads)
+            return {"loss": loss, "acc": acc}
+        grads = loss_scale.unscale(grads)
+        finite = loss_scale.all_finite(grads)
+        tf.cond(finite, lambda: update(grads), lambda: tf.constant(False))
+        loss_scale.update(finite)
+        return {"loss": loss, "acc": acc, "skipped": tf.logical_not(finite)}
+
+    def update(grads):
         if grad_clip is not None:
             grads = optim.clip_by_global_norm(grads[:n_direction_vars], float(grad_clip)) + list(
                 grads[n_direction_vars:])
         optimizer.apply(grads)
-        return {"loss": loss, "acc": acc}
+        return tf.constant(True)
 
     return tf.function(step, jit_compile=jit_compile) if compiled else step
 
@@ -302,9 +323,6 @@ def _train(cfg: dict, run_dir: Path) -> dict:
     if save and (run_dir / f"final_model{SNAPSHOT_SUFFIX}").exists():
         log.info(f"{run_dir}/final_model{SNAPSHOT_SUFFIX} exists: this run is finished (nothing retrained)")
         return {}
-    if cfg.get("mixed_precision"):
-        raise UsageError("mixed_precision=true is not supported (the original's AMP loop crashes at start); "
-                         "use mixed_precision=false")
     strategy = distribute.strategy_for(cfg)  # first: a multi-worker strategy must exist before other TF work
     distribute.check_batch(batch_size, strategy)
     jit = bool(cfg.get("jit_compile", False))
@@ -325,13 +343,19 @@ def _train(cfg: dict, run_dir: Path) -> dict:
         prepare_run_dir(run_dir, flatten(cfg), ignore=RESUME_IGNORED)
     if strategy.num_replicas_in_sync > 1:
         log.info(f"Training on {strategy.num_replicas_in_sync} replicas ({type(strategy).__name__})")
+    loss_scale = None
+    if pieces.mixed_precision:
+        with strategy.scope():
+            loss_scale = precision.DynamicLossScale()
+        log.info("Mixed precision: generator pass in float16, dynamic loss scale")
     train_step = make_train_step(pieces, optimizer, variables, len(model_vars), train_projector,
-                                 cfg["hparams"].get("grad_clip_max_norm"), jit, strategy)
+                                 cfg["hparams"].get("grad_clip_max_norm"), jit, strategy, loss_scale=loss_scale)
     val_step = make_eval_step(pieces, bool(cfg.get("val_uses_feed_layers", False)), jit, strategy)
 
     state, rng = RunState(), NumpyRNG()
+    extra = {"loss_scale": loss_scale} if loss_scale is not None else {}
     checkpoints = RunCheckpoints(run_dir, rng, model=model, projector=projector, optimizer=optimizer,
-                                 state=state) if save else None
+                                 state=state, **extra) if save else None
     start = checkpoints.restore_latest() if checkpoints is not None else 0
     if start:
         log.info(f"Checkpoint loaded, resuming from iteration {start}")

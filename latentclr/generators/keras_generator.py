@@ -114,7 +114,7 @@ class KerasGenerator(Generator):
                 return avg + self.truncation * (w - avg)
 
             z = [trunc(w) for w in z] if isinstance(z, (list, tuple)) else trunc(z)
-        out = self.model(self._inputs(z), training=False)
+        out = tf.cast(self.model(self._inputs(z), training=False), tf.float32)  # float16 under mixed precision
         lo, hi = self.output_range
         return (out - lo) / (hi - lo)
 
