@@ -18,8 +18,10 @@ import dataclasses
 import keras
 import tensorflow as tf
 
+from common import replicas
 from congan import losses
 from congan.data import to_imagenet
+from congan.distribute import StepNoise, reduce_mean, sum_gradients
 from congan.layers import LazyBuild, l2_normalize
 from congan.models import F1Discriminator, F1Generator, FlexDCGANDecoder, FlexDCGANEncoder, Projection
 from congan.optim import TorchAdam
@@ -86,51 +88,65 @@ def _encode(state, x, cfg):
     return l2_normalize(state.E(x, training=cfg.simsiam_bn_mode == "batch"), axis=1)
 
 
-def make_batch_steps(state: F1State, cfg):
-    """``(d_batch_step, g_batch_step)``: each takes a uint8 batch, runs the D (or G) step and the AE step."""
-    m, rng = state.model, state.rng
+# Random draws per batch step: D step (real noise, z, fake noise, labels, u) or G step (z, fake noise), then the
+# AE step's noise on p.
+_STEP_SEEDS = 8
+
+
+def make_batch_steps(state: F1State, cfg, strategy: tf.distribute.Strategy | None = None):
+    """``(d_batch_step, g_batch_step)``: each takes a global uint8 batch, runs the D (or G) step and the AE step.
+
+    With several replicas each takes B / R images (:mod:`congan.distribute`): BN statistics (SimSiam, G, the ctx
+    encoder and decoder) are those of the global batch, every loss is a per-sample mean scaled by 1 / R, and the
+    gradients are summed over replicas.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    m = state.model
     wasserstein = cfg.gan_type.startswith("wgan")
     d_vars, g_vars, ae_vars = m.D.trainable_variables, m.G.trainable_variables, m.ae_variables
 
-    def noisy(t):
-        return t + cfg.noise * rng.normal(tf.shape(t))
+    def d_step(s, batch, noise):
+        def noisy(t):
+            return t + cfg.noise * noise.normal(tf.shape(t))
 
-    def d_step(s, batch):
         real = noisy(s)
-        fake = tf.stop_gradient(noisy(m.G(rng.normal((batch, cfg.latent_dim)), training=True)))
+        fake = tf.stop_gradient(noisy(m.G(noise.normal((batch, cfg.latent_dim)), training=True)))
         with tf.GradientTape() as tape:
             d_real = m.D(real, training=True)
             d_fake = m.D(fake, training=True)
             if wasserstein:
                 loss = losses.d_wasserstein(d_real, d_fake)
             else:
-                labels = 0.7 + 0.5 * rng.uniform(tf.shape(d_real))
+                labels = 0.7 + 0.5 * noise.uniform(tf.shape(d_real))
                 loss = losses.f1_d_gan(d_real, d_fake, labels)
-            u = rng.uniform((batch, 1))
+            u = noise.uniform((batch, 1))
             x_hat = losses.interpolate(real, fake, u)
             with tf.GradientTape() as inner:
                 inner.watch(x_hat)
                 d_hat = m.D(x_hat, training=True)
             gp = losses.gradient_penalty(inner.gradient(d_hat, x_hat), cfg.grad_center)
             loss = loss + cfg.grad_penalty * gp
-        state.opts["D"].apply(tape.gradient(loss, d_vars))
+            scaled = loss * replicas.share()
+        state.opts["D"].apply(sum_gradients(tape.gradient(scaled, d_vars)))
         return {"D(real)": tf.reduce_mean(d_real), "D(fake)": tf.reduce_mean(d_fake), "grad(D) penalty": gp,
                 "loss/D": loss}
 
-    def g_step(batch):
+    def g_step(batch, noise):
         with tf.GradientTape() as tape:
-            fake = noisy(m.G(rng.normal((batch, cfg.latent_dim)), training=True))
+            fake = m.G(noise.normal((batch, cfg.latent_dim)), training=True)
+            fake = fake + cfg.noise * noise.normal(tf.shape(fake))
             d_fake = m.D(fake, training=True)
             loss = losses.g_wasserstein(d_fake) if wasserstein else losses.f1_g_gan(d_fake)
-        state.opts["G"].apply(tape.gradient(loss, g_vars))
+            scaled = loss * replicas.share()
+        state.opts["G"].apply(sum_gradients(tape.gradient(scaled, g_vars)))
         return {"loss/G": loss, "D(fake)G": tf.reduce_mean(d_fake)}
 
-    def ae_step(x, s):
+    def ae_step(x, s, noise):
         with tf.GradientTape() as tape:
             ctx = m.ctx_encoder(x, training=True)
             r_proj, c_proj = m.repr_proj(s), m.ctx_proj(ctx)
             p = tf.concat([r_proj, c_proj], axis=1)
-            x_rec = m.decoder(p + 1e-4 * rng.normal(tf.shape(p)), training=True)
+            x_rec = m.decoder(p + 1e-4 * noise.normal(tf.shape(p)), training=True)
             rec = cfg.rec_penalty * losses.sse(x, x_rec)
             enc_norm = tf.reduce_mean(tf.norm(p, axis=1))
             # The notebook computes the representation of x_rec under no_grad: a constant term.
@@ -138,26 +154,38 @@ def make_batch_steps(state: F1State, cfg):
             repr_term = cfg.repr_consistency * losses.sse(s, s_rec)
             kl = losses.kl_div_batchmean(r_proj, c_proj)
             loss = rec + cfg.norm_penalty * enc_norm + repr_term - cfg.div_penalty * kl
-        state.opts["ae"].apply(tape.gradient(loss, ae_vars))
+            scaled = loss * replicas.share()
+        state.opts["ae"].apply(sum_gradients(tape.gradient(scaled, ae_vars)))
         return {"Rec loss": loss, "norm": enc_norm, "rec_sse": rec, "repr_sse": repr_term, "kl": kl}
 
     def prepare(images):
+        images = replicas.shard(images)
         x = to_imagenet(images)
         return x, tf.stop_gradient(_encode(state, x, cfg)), tf.shape(images)[0]
 
-    @tf.function(jit_compile=cfg.jit_compile, autograph=False)
-    def d_batch_step(images):
+    def d_replica(images, seeds):
+        noise = StepNoise(seeds)
         x, s, batch = prepare(images)
-        out = d_step(s, batch)
-        out.update(ae_step(x, s))
+        out = d_step(s, batch, noise)
+        out.update(ae_step(x, s, noise))
+        return out
+
+    def g_replica(images, seeds):
+        noise = StepNoise(seeds)
+        x, s, batch = prepare(images)
+        out = g_step(batch, noise)
+        out.update(ae_step(x, s, noise))
         return out
 
     @tf.function(jit_compile=cfg.jit_compile, autograph=False)
+    def d_batch_step(images):
+        seeds = state.rng.make_seeds(_STEP_SEEDS)
+        return reduce_mean(strategy, strategy.run(d_replica, args=(images, seeds)))
+
+    @tf.function(jit_compile=cfg.jit_compile, autograph=False)
     def g_batch_step(images):
-        x, s, batch = prepare(images)
-        out = g_step(batch)
-        out.update(ae_step(x, s))
-        return out
+        seeds = state.rng.make_seeds(_STEP_SEEDS)
+        return reduce_mean(strategy, strategy.run(g_replica, args=(images, seeds)))
 
     return d_batch_step, g_batch_step
 

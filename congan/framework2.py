@@ -26,8 +26,10 @@ import dataclasses
 import keras
 import tensorflow as tf
 
+from common import replicas
 from congan import losses
 from congan.data import to_signed
+from congan.distribute import StepNoise, reduce_mean, sum_gradients
 from congan.layers import LazyBuild
 from congan.models import (
     DCGANDiscriminator,
@@ -194,23 +196,32 @@ def generate(nets, r, noise, training, im_noise=0.0, rng=None):
 # ---------------------------------------------------------------------------------------------------
 
 
-def make_g_step(nets: Networks, opts, cfg, rng, repr_dim, use_g_con: bool, use_d_con: bool):
+# Random draws per step: at most 2 x (image noise + repr noise) + t for the representations, the noise n, the
+# output noise and the GP's u.
+_STEP_SEEDS = 8
+
+
+def make_g_step(nets: Networks, opts, cfg, rng, repr_dim, use_g_con: bool, use_d_con: bool,
+                strategy: tf.distribute.Strategy | None = None):
     """The G step for one zero/non-zero pattern of (lambda_G, lambda_D).
 
     Returns ``g_step(repr_images: tuple of uint8 [B,S,S,3], lam_g, lam_d) -> dict`` with
-    ``D(fake)1``, ``loss/G``, and ``G repr loss`` / ``D repr loss(G)`` when the terms exist.
+    ``D(fake)1``, ``loss/G``, and ``G repr loss`` / ``D repr loss(G)`` when the terms exist. The batches are
+    global; with several replicas each takes B / R rows (:mod:`congan.distribute`).
     """
+    strategy = strategy or tf.distribute.get_strategy()
     g_adv = losses.ADVERSARIAL_LOSSES[cfg.loss][1]
     g_vars, t_vars = nets.G.trainable_variables, nets.T.trainable_variables
-    B = cfg.batch_size
+    b = cfg.batch_size // strategy.num_replicas_in_sync
 
-    @tf.function(jit_compile=cfg.jit_compile, autograph=False)
-    def g_step(repr_images, lam_g, lam_d):
-        r = draw_representation(nets, cfg, rng, repr_images, B, repr_dim)
-        noise = rng.normal((B, cfg.latent_noise_dim))
+    def replica_step(repr_images, lam_g, lam_d, seeds):
+        noise = StepNoise(seeds)
+        repr_images = tuple(replicas.shard(x) for x in repr_images)
+        r = draw_representation(nets, cfg, noise, repr_images, b, repr_dim)
+        n = noise.normal((b, cfg.latent_noise_dim))
         out = {}
         with tf.GradientTape() as tape:
-            fake = generate(nets, r, noise, True, cfg.im_noise, rng)
+            fake = generate(nets, r, n, True, cfg.im_noise, noise)
             d_fake, h_fake = nets.D(fake, training=True)
             loss = g_adv(d_fake)
             if use_g_con:
@@ -219,7 +230,8 @@ def make_g_step(nets: Networks, opts, cfg, rng, repr_dim, use_g_con: bool, use_d
             if use_d_con:
                 out["D repr loss(G)"] = losses.negative_cosine(nets.Q(h_fake), r)
                 loss = loss + lam_d * out["D repr loss(G)"]
-        grads = tape.gradient(loss, g_vars + t_vars)
+            scaled = loss * replicas.share()  # the replica's part of the global-batch mean
+        grads = sum_gradients(tape.gradient(scaled, g_vars + t_vars))
         opts["G"].apply(grads[:len(g_vars)])
         if t_vars:
             opts["T"].apply(grads[len(g_vars):])
@@ -227,32 +239,40 @@ def make_g_step(nets: Networks, opts, cfg, rng, repr_dim, use_g_con: bool, use_d
         out["loss/G"] = loss
         return out
 
+    @tf.function(jit_compile=cfg.jit_compile, autograph=False)
+    def g_step(repr_images, lam_g, lam_d):
+        seeds = rng.make_seeds(_STEP_SEEDS)
+        return reduce_mean(strategy, strategy.run(replica_step, args=(repr_images, lam_g, lam_d, seeds)))
+
     return g_step
 
 
-def make_d_step(nets: Networks, opts, cfg, rng, repr_dim, use_d_con: bool):
+def make_d_step(nets: Networks, opts, cfg, rng, repr_dim, use_d_con: bool,
+                strategy: tf.distribute.Strategy | None = None):
     """The D step; ``d_step(real_images uint8 [B,S,S,3], repr_images tuple, lam_d) -> dict``.
 
     Outputs ``D(real)``, ``D(fake)2``, ``loss/D`` and, when present, ``grad(D)`` and ``D repr loss``.
     """
+    strategy = strategy or tf.distribute.get_strategy()
     d_adv = losses.ADVERSARIAL_LOSSES[cfg.loss][0]
     d_vars = nets.D.trainable_variables
     q_vars = nets.Q.trainable_variables if use_d_con else []
-    B = cfg.batch_size
+    b = cfg.batch_size // strategy.num_replicas_in_sync
 
-    @tf.function(jit_compile=cfg.jit_compile, autograph=False)
-    def d_step(real_images, repr_images, lam_d):
-        real = to_signed(real_images)
-        real = real + cfg.im_noise * rng.normal(tf.shape(real))
-        r = draw_representation(nets, cfg, rng, repr_images, B, repr_dim)
-        fake = tf.stop_gradient(generate(nets, r, rng.normal((B, cfg.latent_noise_dim)), True, cfg.im_noise, rng))
+    def replica_step(real_images, repr_images, lam_d, seeds):
+        noise = StepNoise(seeds)
+        real = to_signed(replicas.shard(real_images))
+        real = real + cfg.im_noise * noise.normal(real.shape)
+        r = draw_representation(nets, cfg, noise, tuple(replicas.shard(x) for x in repr_images), b, repr_dim)
+        fake = tf.stop_gradient(generate(nets, r, noise.normal((b, cfg.latent_noise_dim)), True, cfg.im_noise,
+                                         noise))
         out = {}
         with tf.GradientTape() as tape:
             d_real, h_real = nets.D(real, training=True)
             d_fake, h_fake = nets.D(fake, training=True)
             loss = d_adv(d_real, d_fake)
             if cfg.grad_penalty != 0.0:
-                u = rng.uniform((B, 1, 1, 1))
+                u = noise.uniform((b, 1, 1, 1))
                 x_hat = losses.interpolate(real, fake, u)
                 with tf.GradientTape() as inner:
                     inner.watch(x_hat)
@@ -263,7 +283,8 @@ def make_d_step(nets: Networks, opts, cfg, rng, repr_dim, use_d_con: bool):
                 e_real = tf.stop_gradient(encode(nets, real, cfg))
                 out["D repr loss"] = losses.d_consistency(nets.Q(h_real), e_real, nets.Q(h_fake), r)
                 loss = loss + lam_d * out["D repr loss"]
-        grads = tape.gradient(loss, d_vars + q_vars)
+            scaled = loss * replicas.share()
+        grads = sum_gradients(tape.gradient(scaled, d_vars + q_vars))
         opts["D"].apply(grads[:len(d_vars)])
         if q_vars:
             opts["Q"].apply(grads[len(d_vars):])
@@ -272,26 +293,32 @@ def make_d_step(nets: Networks, opts, cfg, rng, repr_dim, use_d_con: bool):
         out["loss/D"] = loss
         return out
 
+    @tf.function(jit_compile=cfg.jit_compile, autograph=False)
+    def d_step(real_images, repr_images, lam_d):
+        seeds = rng.make_seeds(_STEP_SEEDS)
+        return reduce_mean(strategy, strategy.run(replica_step, args=(real_images, repr_images, lam_d, seeds)))
+
     return d_step
 
 
 class Steps:
     """Lazily built step functions, one per zero/non-zero pattern of the coefficients."""
 
-    def __init__(self, nets, opts, cfg, rng, repr_dim):
+    def __init__(self, nets, opts, cfg, rng, repr_dim, strategy: tf.distribute.Strategy | None = None):
         self.args = (nets, opts, cfg, rng, repr_dim)
+        self.strategy = strategy
         self._g, self._d = {}, {}
 
     def g(self, lam_g: float, lam_d: float):
         key = (lam_g != 0.0, lam_d != 0.0)
         if key not in self._g:
-            self._g[key] = make_g_step(*self.args, *key)
+            self._g[key] = make_g_step(*self.args, *key, strategy=self.strategy)
         return self._g[key]
 
     def d(self, lam_d: float):
         key = lam_d != 0.0
         if key not in self._d:
-            self._d[key] = make_d_step(*self.args, key)
+            self._d[key] = make_d_step(*self.args, key, strategy=self.strategy)
         return self._d[key]
 
 

@@ -25,10 +25,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from common import replicas
+
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9  # Keras convention; PyTorch momentum 0.1
 SN_EPS = 1e-12
 SN_WARMUP_ITERATIONS = 15
+# Aggregation of non-trainable state that a training-mode call assigns (BN running statistics, SN u/v): with
+# several replicas every replica computes the same value (synchronised BN, same weights), so the first one's is kept.
+REPLICATED_STATE = "only_first_replica"
 
 # Translations between Keras and PyTorch layouts: (to_torch, from_torch).
 _IDENTITY = (lambda a: a, lambda a: a)
@@ -236,8 +241,11 @@ class SpectralNormMixin:
         rows = self.kernel.shape[-1]
         cols = int(np.prod(self.kernel.shape)) // rows
         normal = keras.initializers.RandomNormal(0.0, 1.0)
-        self.sn_u = self.add_weight(name="sn_u", shape=(rows,), initializer=normal, trainable=False)
-        self.sn_v = self.add_weight(name="sn_v", shape=(cols,), initializer=normal, trainable=False)
+        # Every replica computes the same u, v from the same W: the first replica's value is kept.
+        self.sn_u = self.add_weight(name="sn_u", shape=(rows,), initializer=normal, trainable=False,
+                                    aggregation=REPLICATED_STATE)
+        self.sn_v = self.add_weight(name="sn_v", shape=(cols,), initializer=normal, trainable=False,
+                                    aggregation=REPLICATED_STATE)
         # PyTorch normalises the random u, v and runs 15 power iterations when the parametrization is
         # registered, i.e. on the initial weight.
         w = tf.stop_gradient(self.weight_matrix())
@@ -312,7 +320,9 @@ class BatchNorm(TorchLayer):
     """``nn.BatchNorm1d/2d`` over the last axis; [B, F] or [B, H, W, F] in and out.
 
     Training mode normalises with the biased batch variance and updates the running variance with the
-    unbiased one (PyTorch); inference mode uses the running statistics.
+    unbiased one (PyTorch); inference mode uses the running statistics. Under ``strategy.run`` with several
+    replicas the batch statistics are those of the global batch (sums all-reduced, :func:`common.replicas.moments`):
+    synchronised BN, what the notebooks' single GPU computed.
     """
 
     def __init__(self, center=True, scale=True, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, gamma_initializer="ones",
@@ -329,20 +339,14 @@ class BatchNorm(TorchLayer):
         self.gamma = self.add_weight(name="gamma", shape=(f,), initializer=self.gamma_initializer) if self.scale \
             else None
         self.beta = self.add_weight(name="beta", shape=(f,), initializer="zeros") if self.center else None
-        self.moving_mean = self.add_weight(name="moving_mean", shape=(f,), initializer="zeros", trainable=False)
-        self.moving_variance = self.add_weight(name="moving_variance", shape=(f,), initializer="ones", trainable=False)
+        self.moving_mean = self.add_weight(name="moving_mean", shape=(f,), initializer="zeros", trainable=False,
+                                           aggregation=REPLICATED_STATE)
+        self.moving_variance = self.add_weight(name="moving_variance", shape=(f,), initializer="ones", trainable=False,
+                                               aggregation=REPLICATED_STATE)
 
     def call(self, x, training=False):
         if training:
-            axes = list(range(len(x.shape) - 1))
-            mean = tf.reduce_mean(x, axes)
-            var = tf.reduce_mean(tf.square(x - mean), axes)  # biased: used to normalise
-            if None in x.shape[:-1]:
-                n = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), x.dtype)
-                correction = n / tf.maximum(n - 1.0, 1.0)
-            else:
-                n = float(np.prod(x.shape[:-1]))
-                correction = n / max(n - 1.0, 1.0)
+            mean, var, correction = self._batch_moments(x)
             decay = 1.0 - self.momentum  # running = momentum * running + (1 - momentum) * batch statistic
             self.moving_mean.assign_sub((self.moving_mean - tf.stop_gradient(mean)) * decay)
             self.moving_variance.assign_sub((self.moving_variance - tf.stop_gradient(var) * correction) * decay)
@@ -356,6 +360,27 @@ class BatchNorm(TorchLayer):
         if self.center:
             shift = shift + self.beta
         return x * scale + shift
+
+    @staticmethod
+    def _batch_moments(x):
+        """Mean [F], biased variance [F] (to normalise) and n / (n - 1) (PyTorch's unbiased running variance)."""
+        axes = list(range(len(x.shape) - 1))
+        several = replicas.num_replicas()
+        if None in x.shape[:-1]:
+            n = replicas.all_sum(tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), x.dtype))
+            correction = n / tf.maximum(n - 1.0, 1.0)
+        else:
+            n = float(np.prod(x.shape[:-1])) * several
+            correction = n / max(n - 1.0, 1.0)
+        if several == 1:
+            mean = tf.reduce_mean(x, axes)
+            return mean, tf.reduce_mean(tf.square(x - mean), axes), correction
+        # Several replicas: statistics of the global batch. Unlike common.replicas.moments (and tf.nn.moments) the
+        # variance keeps the gradient through the mean: its first derivative is the same, but second derivatives
+        # (a gradient penalty through BN, Framework 1 with gan_type gan/wgan) need it, as PyTorch's BN has it.
+        mean = replicas.all_sum(tf.reduce_sum(x, axes)) / n
+        var = replicas.all_sum(tf.reduce_sum(tf.square(x - mean), axes)) / n
+        return mean, var, correction
 
     def torch_tensors(self):
         out = {}

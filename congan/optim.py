@@ -11,11 +11,30 @@ a small difference the spec notes; this class avoids it and builds far smaller g
 
 Like PyTorch, an optimizer only counts steps it takes: an optimizer that is never applied keeps t = 0
 and zero moments (spec §7.5: Q's Adam state while lambda_D = 0).
+
+Several replicas (:mod:`congan.distribute`): variables and slots are mirrored, the step sums the gradients over
+the replicas before :meth:`TorchAdam.apply`, and each replica applies the same update to its own copy through
+the variables' local handles (:func:`assign_local`, :func:`assign_add_local`), so the copies stay identical.
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
+
+
+def assign_local(var, value) -> None:
+    """var = value on this replica's copy (the variable itself on one device)."""
+    tf.raw_ops.AssignVariableOp(resource=var.handle, value=tf.cast(value, var.dtype))
+
+
+def assign_add_local(var, value) -> None:
+    """var += value on this replica's copy."""
+    tf.raw_ops.AssignAddVariableOp(resource=var.handle, value=tf.cast(value, var.dtype))
+
+
+def assign_sub_local(var, value) -> None:
+    """var -= value on this replica's copy."""
+    tf.raw_ops.AssignSubVariableOp(resource=var.handle, value=tf.cast(value, var.dtype))
 
 
 class TorchAdam(tf.Module):
@@ -42,8 +61,11 @@ class TorchAdam(tf.Module):
         self.learning_rate.assign(value)
 
     def apply(self, grads) -> None:
-        """One step with ``grads`` (same order as the variables; None entries are skipped like PyTorch)."""
-        self.iterations.assign_add(1)
+        """One step with ``grads`` (same order as the variables; None entries are skipped like PyTorch).
+
+        Under ``strategy.run`` the gradients must already be summed over the replicas.
+        """
+        assign_add_local(self.iterations, 1)
         t = tf.cast(self.iterations, tf.float32)
         b1_power = tf.pow(self.beta1, t)
         b2_power = tf.pow(self.beta2, t)

@@ -21,12 +21,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from common import replicas
 from common.errors import UsageError
 from common.fileio import atomic_write_json
 from congan import losses
 from congan.data import simsiam_augment
+from congan.distribute import StepNoise, reduce_mean
 from congan.layers import LazyBuild, l2_normalize
 from congan.models import SimSiamEncoder, SimSiamPredictor
+from congan.optim import assign_add_local, assign_local, assign_sub_local
 from congan.torch_io import import_state_dict, load_state_dict
 
 WEIGHTS_FILE = "simsiam.weights.h5"
@@ -118,33 +121,60 @@ class TorchSGD(tf.Module):
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False)
 
     def apply(self, grads_by_group: dict[str, list]):
+        """One step; under ``strategy.run`` the gradients must already be summed over the replicas (each replica
+        then updates its own copy of the mirrored variables identically)."""
         for name, grads in grads_by_group.items():
             for var, buf, grad in zip(self.groups[name], self.buffers[name], grads):
                 grad = grad + self.weight_decay * var
                 # PyTorch initialises the buffer with the first gradient (no damping).
-                buf.assign(tf.where(self.iterations > 0, self.momentum * buf + grad, grad))
-                var.assign_sub(self.lr[name] * buf)
-        self.iterations.assign_add(1)
+                new_buf = tf.where(self.iterations > 0, self.momentum * buf + grad, grad)
+                assign_local(buf, new_buf)
+                assign_sub_local(var, self.lr[name] * new_buf)
+        assign_add_local(self.iterations, 1)
+
+
+# Seeds per step: the two augmented views draw 14 random tensors each.
+_AUGMENT_SEEDS = 32
+
+
+def _z_std(z):
+    """Collapse monitor (SimSiam paper Fig. 2): mean over dimensions of the std over the GLOBAL batch of the
+    normalised z [b, dim] (~1/sqrt(dim) if healthy, ~0 when collapsed); sums all-reduced over replicas."""
+    n = replicas.all_sum(tf.cast(tf.shape(z)[0], z.dtype))
+    mean = replicas.all_sum(tf.reduce_sum(z, axis=0)) / n
+    var = replicas.all_sum(tf.reduce_sum(tf.square(z - mean), axis=0)) / n
+    return tf.reduce_mean(tf.sqrt(var))
 
 
 def make_pretrain_step(model: SimSiam, optimizer: TorchSGD, rng: tf.random.Generator, image_size: int,
-                       jit_compile: bool = False):
-    """The SimSiam train step: uint8 batch [B, H, W, 3] -> {"loss", "z_std"}."""
+                       jit_compile: bool = False, strategy: tf.distribute.Strategy | None = None):
+    """The SimSiam train step: global uint8 batch [B, H, W, 3] -> {"loss", "z_std"}.
+
+    With several replicas (``strategy``, see :mod:`congan.distribute`) each takes B / R images and their rows of
+    the augmentation draws; BN statistics are those of the global batch; the loss is a per-image mean (SimSiam has
+    no negatives), scaled by 1 / R, with gradients summed over replicas. ``z_std`` is over the global batch.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
     encoder_vars = model.encoder.trainable_variables
     predictor_vars = model.predictor.trainable_variables
 
-    @tf.function(jit_compile=jit_compile, autograph=False)
-    def step(images):
-        x1 = simsiam_augment(images, rng, image_size)
-        x2 = simsiam_augment(images, rng, image_size)
+    def replica_step(images, seeds):
+        noise = StepNoise(seeds)
+        images = replicas.shard(images)
+        x1 = simsiam_augment(images, noise, image_size)
+        x2 = simsiam_augment(images, noise, image_size)
         with tf.GradientTape() as tape:
             p1, p2, z1, z2 = model(x1, x2, training=True)
             loss = losses.simsiam_loss(p1, p2, z1, z2)
-        grads = tape.gradient(loss, encoder_vars + predictor_vars)
+            scaled = loss * replicas.share()
+        grads = replicas.all_sum(tape.gradient(scaled, encoder_vars + predictor_vars))
         optimizer.apply({"encoder": grads[:len(encoder_vars)], "predictor": grads[len(encoder_vars):]})
-        # Collapse monitor (SimSiam paper Fig. 2): per-dimension std of normalised z, ~1/sqrt(dim) if healthy.
-        z_std = tf.reduce_mean(tf.math.reduce_std(l2_normalize(z1, axis=1), axis=0))
-        return {"loss": loss, "z_std": z_std}
+        return {"loss": loss, "z_std": _z_std(l2_normalize(tf.stop_gradient(z1), axis=1))}
+
+    @tf.function(jit_compile=jit_compile, autograph=False)
+    def step(images):
+        seeds = rng.make_seeds(_AUGMENT_SEEDS)
+        return reduce_mean(strategy, strategy.run(replica_step, args=(images, seeds)))
 
     return step
 
@@ -154,31 +184,36 @@ def cosine_lr(lr0: float, epoch: int, epochs: int) -> float:
     return lr0 * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
 
 
-def pretrain(cfg, images: np.ndarray | None = None, show_progress: bool = True) -> Path:
+def pretrain(cfg, images: np.ndarray | None = None, show_progress: bool = True,
+             devices: list[str] | None = None) -> Path:
     """Train SimSiam on the GAN's training images; returns the path of ``simsiam.weights.h5``.
 
     Args:
         cfg: a resolved :class:`congan.config.SimSiamConfig`.
         images: uint8 [N, S, S, 3] (tests); default: read ``cfg.dataset`` from ``cfg.data_dir``.
+        devices: explicit replica devices (tests: ``["/cpu:0", "/cpu:1"]``); default: ``--gpu`` / ``TF_CONFIG``.
     """
     from common.config import prepare_run_dir
     from common.seeding import make_generator, set_seed
     from common.summaries import Logbook
     from common.training import Checkpoints, Every, train_loop
     from congan.data import EpochBatches, load_images
+    from congan.distribute import make_run_strategy
     from congan.runs import resolve_seed
 
+    strategy = make_run_strategy(cfg, devices)
     cfg = resolve_seed(cfg)
     run_dir, _ = prepare_run_dir(cfg.run_dir, cfg)
     set_seed(cfg.seed)
     if images is None:
         images = load_images(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.subset, cfg.workers)
     batches = EpochBatches(images, cfg.batch_size, cfg.seed, flip=False)
-    model = SimSiam(cfg.arch, cfg.dim, cfg.pred_dim, name="simsiam").build_for(cfg.image_size)
-    optimizer = TorchSGD({"encoder": model.encoder.trainable_variables,
-                          "predictor": model.predictor.trainable_variables}, cfg.momentum, cfg.weight_decay)
+    with strategy.scope():
+        model = SimSiam(cfg.arch, cfg.dim, cfg.pred_dim, name="simsiam").build_for(cfg.image_size)
+        optimizer = TorchSGD({"encoder": model.encoder.trainable_variables,
+                              "predictor": model.predictor.trainable_variables}, cfg.momentum, cfg.weight_decay)
     rng = make_generator(cfg.seed)
-    step = make_pretrain_step(model, optimizer, rng, cfg.image_size, cfg.jit_compile)
+    step = make_pretrain_step(model, optimizer, rng, cfg.image_size, cfg.jit_compile, strategy)
     ckpt = Checkpoints(run_dir, model=model, rng=rng, optimizer=optimizer)
     start = ckpt.restore_latest()
     lr0 = cfg.lr * cfg.batch_size / 256

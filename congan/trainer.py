@@ -30,6 +30,7 @@ from common.summaries import Logbook
 from common.training import Checkpoints, Every, train_loop
 from congan import checkpoints, framework1, framework2
 from congan.data import EpochBatches, to_signed
+from congan.distribute import make_run_strategy
 from congan.runs import ProgressFrames, progress_grid, resolve_seed, simsiam_for, training_images
 from congan.schedules import exponential_lr, parse_schedule
 
@@ -52,13 +53,15 @@ class _EpochMeans:
 
 
 def run_framework2(cfg, images: np.ndarray | None = None, show_progress: bool = True,
-                   stop_after: int | None = None) -> Path:
+                   stop_after: int | None = None, devices: list[str] | None = None) -> Path:
     """Train Framework 2 for a resolved :class:`Framework2Config`; returns the run folder.
 
     Args:
         images: uint8 [N, S, S, 3] training images (tests); default: read ``cfg.dataset``.
         stop_after: end after this many iterations (an interruption, for resume tests).
+        devices: explicit replica devices (tests: ``["/cpu:0", "/cpu:1"]``); default: ``--gpu`` / ``TF_CONFIG``.
     """
+    strategy = make_run_strategy(cfg, devices)
     cfg = resolve_seed(cfg)
     if cfg.sample_repr == "slerp" and not cfg.fix_slerp:
         print("warning: --sample_repr slerp uses the notebook's slerp, which gives NaN on unnormalised SimSiam "
@@ -66,11 +69,12 @@ def run_framework2(cfg, images: np.ndarray | None = None, show_progress: bool = 
     run_dir, _ = prepare_run_dir(cfg.run_dir, cfg)
     set_seed(cfg.seed)
     batches = EpochBatches(training_images(cfg, images), cfg.batch_size, cfg.seed)
-    simsiam = simsiam_for(cfg)
-    repr_dim = simsiam.dim
-    nets = framework2.build_networks(cfg, simsiam.encoder, repr_dim)
-    opts = framework2.make_optimizers(cfg, nets)
-    rng = make_generator(cfg.seed)
+    with strategy.scope():  # networks and optimizer slots are mirrored on every replica
+        simsiam = simsiam_for(cfg)
+        repr_dim = simsiam.dim
+        nets = framework2.build_networks(cfg, simsiam.encoder, repr_dim)
+        opts = framework2.make_optimizers(cfg, nets)
+    rng = make_generator(cfg.seed)  # used in the cross-replica context only (one draw of seeds per step)
     plan = framework2.epoch_plan(batches.num_batches, cfg.D_iters, framework2.REPR_BATCHES[cfg.sample_repr])
     if not plan:
         raise UsageError(f"--batch_size: {batches.num_batches} batches per epoch cannot feed one G step")
@@ -95,7 +99,7 @@ def run_framework2(cfg, images: np.ndarray | None = None, show_progress: bool = 
     lam_g_of, lam_d_of = (parse_schedule(cfg.G_consistency_schedule, "--G_consistency_schedule"),
                           parse_schedule(cfg.D_consistency_schedule, "--D_consistency_schedule"))
     base_lrs = {"G": cfg.G_lr, "T": cfg.latent_transform_lr, "D": cfg.D_lr, "Q": cfg.Q_lr}
-    steps = framework2.Steps(nets, opts, cfg, rng, repr_dim)
+    steps = framework2.Steps(nets, opts, cfg, rng, repr_dim, strategy)
     results_dir = run_dir / "results"
     frames = ProgressFrames(results_dir / "progress", cfg.generate_grid_interval)
     book = Logbook(run_dir)
@@ -126,7 +130,8 @@ def run_framework2(cfg, images: np.ndarray | None = None, show_progress: bool = 
             book.images(done, {"progress": grid[None].astype(np.float32) / 255.0}, max_outputs=1)
         if plan[j].complete and j % cfg.print_freq == 0:
             book.scalars(done, {**out, "lambda/G": lam_g_of(epoch), "lambda/D": lam_d_of(epoch),
-                                "lr/G": float(opts["G"].learning_rate), "lr/D": float(opts["D"].learning_rate)})
+                                "lr/G": float(opts["G"].learning_rate.numpy()),
+                                "lr/D": float(opts["D"].learning_rate.numpy())})
         if j == per_epoch - 1:
             end_of_epoch(epoch, done)
 
@@ -154,20 +159,23 @@ def run_framework2(cfg, images: np.ndarray | None = None, show_progress: bool = 
 
 
 def run_framework1(cfg, images: np.ndarray | None = None, show_progress: bool = True,
-                   stop_after: int | None = None) -> Path:
+                   stop_after: int | None = None, devices: list[str] | None = None) -> Path:
     """Train Framework 1 for a resolved :class:`Framework1Config`; returns the run folder.
 
     Layout: config.json, model-<iteration>.* (resume), events, metrics.jsonl,
     results/checkpoint_<epoch>.weights.h5 (epoch % save_freq == 0, and the last), results/progress/.
+    ``devices``: explicit replica devices (tests); default: ``--gpu`` / ``TF_CONFIG``.
     """
+    strategy = make_run_strategy(cfg, devices)
     cfg = resolve_seed(cfg)
     run_dir, _ = prepare_run_dir(cfg.run_dir, cfg)
     set_seed(cfg.seed)
     batches = EpochBatches(training_images(cfg, images), cfg.batch_size, cfg.seed)
-    simsiam = simsiam_for(cfg)
     rng = make_generator(cfg.seed)
-    state = framework1.build_state(cfg, simsiam.encoder, simsiam.dim, rng)
-    d_batch_step, g_batch_step = framework1.make_batch_steps(state, cfg)
+    with strategy.scope():
+        simsiam = simsiam_for(cfg)
+        state = framework1.build_state(cfg, simsiam.encoder, simsiam.dim, rng)
+    d_batch_step, g_batch_step = framework1.make_batch_steps(state, cfg, strategy)
     snapshot = framework1.make_snapshot(state)
     ckpt = Checkpoints(run_dir, model=state.model, simsiam=simsiam, rng=rng, fixed_latent=state.fixed_latent,
                        **{f"opt_{k}": v for k, v in state.opts.items()})
