@@ -59,17 +59,18 @@ class Plan:
 
 
 # Budgets add up to TOTAL_BUDGET_S. Arguments keep the original batch and network sizes; they only choose
-# which configurations run (e.g. ConGAN's CIFAR-10 network, not the GPU-sized 64-px one).
+# which configurations run (e.g. ConGAN's CIFAR-10 network, not the GPU-sized 64-px one; LatentCLR's direction
+# models on the identity generator, whose cost is the direction model, projector, loss and optimizer alone).
 PLANS = {
-    "bench_slogan_synthetic.py": Plan("slogan_synthetic", (("--modes", "tf.function"), ("--modes", "xla")), 75),
+    "bench_congan.py": Plan("congan", (("--configs", "cifar32"),), 150),
+    "bench_glo.py": Plan("glo", ((),), 60),
+    "bench_input.py": Plan(None, ((),), 75),
+    "bench_latentclr.py": Plan("latentclr", (("--generator", "identity"),), 60),
+    "bench_metrics.py": Plan(None, ((),), 30),
+    "bench_selfcond.py": Plan("selfcond", ((),), 150),
     "bench_slogan_cifar2.py": Plan("slogan_cifar2", (("--mode", "eager"), ("--mode", "tf.function"),
                                                      ("--mode", "xla")), 240),
-    "bench_glo.py": Plan("glo", ((),), 75),
-    "bench_congan.py": Plan("congan", (("--configs", "cifar32"),), 120),
-    "bench_selfcond.py": Plan("selfcond", ((),), 120),
-    "bench_latentclr.py": Plan("latentclr", (("--generator", "identity"),), 75),
-    "bench_input.py": Plan(None, ((),), 90),
-    "bench_metrics.py": Plan(None, ((),), 45),
+    "bench_slogan_synthetic.py": Plan("slogan_synthetic", (("--modes", "tf.function"), ("--modes", "xla")), 75),
 }
 
 
@@ -233,18 +234,21 @@ def _task_result(record: dict) -> str:
 
 
 def machine_line(info: dict) -> str:
-    start, end = info.get("loadavg_start") or ["?"], info.get("loadavg_end") or ["?"]
-    return (
-        f"Measured by `make bench` ({'quick setting' if info.get('quick') else 'full setting'}) on {info['date']} "
-        f"in {info.get('wall_min', '?')} min: {info['processor']}, {info['usable_cores']} usable CPU cores "
-        f"({info['cpu_count']} online), {info.get('memory_gib', '?')} GiB, no GPU; Python {info['python']}, "
-        f"TensorFlow {info.get('tensorflow', '?')}. Load average (1 / 5 / 15 min) at the start "
-        f"{' / '.join(map(str, start))}, at the end {' / '.join(map(str, end))}"
-        + (" — the cores were shared with other jobs, so wall-clock rates are lower than on an idle machine "
-           "(CPU ms/step is less affected)." if max(start[0] if start[0] != "?" else 0,
-                                                       end[0] if end[0] != "?" else 0) > 1.5 * info["usable_cores"]
-           else ".")
-    )
+    """The sentence above the tables: setting, date, duration, machine, and its load at the start and the end."""
+    start, end = info.get("loadavg_start") or [], info.get("loadavg_end") or []
+    setting = "quick setting" if info.get("quick") else "full setting"
+    if info.get("budget_scale", 1) != 1:
+        setting += f", time budgets ×{info['budget_scale']:g}"
+    line = (f"Measured by `make bench` ({setting}) on {info['date']} in {info.get('wall_min', '?')} min: "
+            f"{info['processor']}, {info['usable_cores']} usable CPU cores ({info['cpu_count']} online), "
+            f"{info.get('memory_gib', '?')} GiB, no GPU; Python {info['python']}, TensorFlow "
+            f"{info.get('tensorflow', '?')}. Load average (1 / 5 / 15 min) at the start "
+            f"{' / '.join(map(str, start)) or '?'}, at the end {' / '.join(map(str, end)) or '?'}")
+    one_minute = [loads[0] for loads in (start, end) if loads]
+    if one_minute and max(one_minute) > 1.5 * info["usable_cores"]:
+        return line + (" — the cores were shared with other jobs, so wall-clock rates are lower than on an idle "
+                       "machine (CPU ms/step is less affected).")
+    return line + "."
 
 
 def markdown(records: list[dict], info: dict) -> str:
@@ -312,7 +316,8 @@ def main(argv: list[str]) -> int:
     quick = not args.full
     info = machine()
     info.pop("loadavg", None)
-    info.update(date=datetime.date.today().isoformat(), quick=quick, loadavg_start=load_average())
+    info.update(date=datetime.date.today().isoformat(), quick=quick, budget_scale=args.budget_scale,
+                loadavg_start=load_average())
     try:
         import tensorflow as tf
 
