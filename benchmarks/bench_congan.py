@@ -1,10 +1,12 @@
 """ConGAN Framework-2 train-step throughput (one JSON line per configuration and mode).
 
-    python benchmarks/bench_congan.py [--configs tiny,cifar32] [--repeats 3] [--no-xla]
+    python benchmarks/bench_congan.py [--configs tiny,cifar32] [--modes eager,tf.function,xla] [--repeats 3]
 
-Measured: the compiled G step and D step of ``congan.framework2`` (lambda_G = lambda_D = 1, so the SimSiam
-call on fakes and the Q terms are included) on in-memory uint8 batches, and the notebook iteration rate
-1 / (t_G + D_iters t_D) derived from them (one iteration = 1 G step + D_iters D steps = 1 + 2 D_iters batches).
+Modes: ``eager`` (the step functions run as Python, ``tf.config.run_functions_eagerly``), ``tf.function`` (the
+trainer's default graph) and ``xla`` (``--jit_compile``). Measured: the G step and D step of ``congan.framework2``
+(lambda_G = lambda_D = 1, so the SimSiam call on fakes and the Q terms are included) on in-memory uint8 batches,
+and the notebook iteration rate 1 / (t_G + D_iters t_D) derived from them (one iteration = 1 G step + D_iters D
+steps = 1 + 2 D_iters batches); ``cpu_ms_per_step`` is the process CPU time of one such iteration.
 Configurations:
 - ``tiny``: the spec's test configuration (32 px, B 32, 16 channels, tiny SimSiam with repr_dim 64, D_iters 1);
 - ``cifar32``: the CIFAR-10 SN-ResNet of the notebook at 32 px (nf 128, noise/hidden/Q 512, D_iters 5), B 64,
@@ -39,9 +41,20 @@ CONFIGS = {
 }
 
 
-def measure(name: str, jit_compile: bool, repeats: int) -> dict:
+MODES = ("eager", "tf.function", "xla")
+
+
+def measure(name: str, mode: str, repeats: int) -> dict:
+    tf.config.run_functions_eagerly(mode == "eager")
+    try:
+        return _measure(name, mode, repeats)
+    finally:
+        tf.config.run_functions_eagerly(False)
+
+
+def _measure(name: str, mode: str, repeats: int) -> dict:
     cfg = resolve(CONFIGS[name](), check_paths=False)
-    cfg = resolve(Framework2Config(**{**cfg.__dict__, "jit_compile": jit_compile}), check_paths=False)
+    cfg = resolve(Framework2Config(**{**cfg.__dict__, "jit_compile": mode == "xla"}), check_paths=False)
     set_seed(0)
     simsiam = SimSiam(cfg.simsiam_arch, cfg.dim, cfg.pred_dim).build_for(cfg.image_size)
     nets = framework2.build_networks(cfg, simsiam.encoder, cfg.dim)
@@ -57,13 +70,15 @@ def measure(name: str, jit_compile: bool, repeats: int) -> dict:
                              sync=lambda out: float(out["loss/G" if "loss/G" in out else "loss/D"]))
                for k, f in calls.items()}
     t_iter = 1.0 / timings["g"]["steps_per_sec"] + cfg.D_iters / timings["d"]["steps_per_sec"]
-    return {"bench": f"congan_f2_train_step_{name}", "mode": "xla" if jit_compile else "tf.function",
+    return {"bench": f"congan_f2_train_step_{name}", "mode": mode,
             "batch": cfg.batch_size, "image_size": cfg.image_size, "D_iters": cfg.D_iters,
             "simsiam_arch": cfg.simsiam_arch, "repr_dim": cfg.dim,
             "g_steps_per_sec": timings["g"]["steps_per_sec"], "d_steps_per_sec": timings["d"]["steps_per_sec"],
             "steps_per_sec": round(1.0 / t_iter, 4), "iterations_per_sec": round(1.0 / t_iter, 4),
             "examples_per_sec": round((1 + 2 * cfg.D_iters) * cfg.batch_size / t_iter, 1),
             "compile_s": round(timings["g"]["compile_s"] + timings["d"]["compile_s"], 3),
+            "cpu_ms_per_step": round(timings["g"]["cpu_ms_per_step"] + cfg.D_iters * timings["d"]["cpu_ms_per_step"],
+                                     2),
             "peak_rss_mb": max(t["peak_rss_mb"] for t in timings.values())}
 
 
@@ -71,17 +86,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", default="tiny,cifar32", help=f"comma-separated subset of {','.join(CONFIGS)}")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--xla", action=argparse.BooleanOptionalAction, default=True, help="also jit_compile=True")
+    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {','.join(MODES)}")
+    parser.add_argument("--xla", action=argparse.BooleanOptionalAction, default=True,
+                        help="--no-xla drops the xla mode")
     args = parser.parse_args()
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not modes or set(modes) - set(MODES):
+        parser.error(f"--modes: expected a comma-separated subset of {','.join(MODES)}, got {args.modes!r}")
+    if not args.xla:
+        modes = [m for m in modes if m != "xla"]
     info = {**machine(), "tensorflow": tf.__version__}
     for name in [c.strip() for c in args.configs.split(",") if c.strip()]:
         if name not in CONFIGS:
             parser.error(f"--configs: unknown {name!r}; expected a subset of {','.join(CONFIGS)}")
-        for jit_compile in (False, True) if args.xla else (False,):
+        for mode in modes:
             try:
-                record = measure(name, jit_compile, args.repeats)
+                record = measure(name, mode, args.repeats)
             except (tf.errors.OpError, ValueError) as err:
-                record = {"bench": f"congan_f2_train_step_{name}", "mode": "xla" if jit_compile else "tf.function",
+                record = {"bench": f"congan_f2_train_step_{name}", "mode": mode,
                           "error": str(err).strip().splitlines()[0][:300]}
             emit({**record, "machine": info})
 
