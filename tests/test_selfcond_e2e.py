@@ -12,6 +12,8 @@ import pytest
 import tensorflow as tf
 
 from common.errors import UsageError
+from selfcond.config import load_config
+from selfcond.models import build_models
 from tests.test_selfcond import write_tiny_mnist
 
 REPO = Path(__file__).resolve().parents[1]
@@ -314,6 +316,120 @@ def test_mirrored_step_matches_one_device():
         np.testing.assert_allclose(a, b, atol=1e-5)
     for key in finals[0][1]:
         np.testing.assert_allclose(finals[0][1][key], finals[1][1][key], rtol=1e-4)
+
+
+def test_compiled_step_matches_eager():
+    """The train step under ``tf.function`` (default) and with ``jit_compile`` (XLA) gives, over three steps
+    of the Stacked-MNIST networks (BatchNorm in G and D) with R1 (double backprop), the weights, BN
+    statistics and losses of the step run eagerly."""
+    from selfcond.training import make_train_step
+
+    config = load_config("configs/stacked_mnist/selfcondgan.yaml")
+    for name, width in (("generator", "ngf"), ("discriminator", "ndf")):
+        config[name]["kwargs"] = {width: 2}
+    rng = np.random.default_rng(0)
+    batches = [(rng.uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32), rng.integers(0, 100, 4).astype(np.int32),
+                rng.normal(size=(4, 128)).astype(np.float32)) for _ in range(3)]
+    results = {}
+    for mode in ("eager", "tf.function", "xla"):
+        keras.utils.set_random_seed(0)
+        g, d = build_models(config)
+        # Adam with a large epsilon: the biases in front of BatchNorm have gradients that are zero up to
+        # rounding noise, which Adam's default epsilon would blow up to steps of size lr in either direction.
+        g_opt, d_opt = (keras.optimizers.Adam(1e-3, beta_1=0.0, beta_2=0.99, epsilon=1e-3) for _ in range(2))
+        g_opt.build(g.trainable_variables)
+        d_opt.build(d.trainable_variables)
+        start = [v.numpy() for v in g.weights + d.weights]
+        step = make_train_step(g, d, g_opt, d_opt, reg_type="real", reg_param=10.0, global_batch=4,
+                               jit_compile=mode == "xla")
+        if mode == "eager":
+            step = step.python_function
+        losses = [{k: float(v) for k, v in step(*map(tf.constant, batch)).items()} for batch in batches]
+        results[mode] = (start, [v.numpy() for v in g.weights + d.weights], losses)
+    initial, eager_weights, eager_losses = results["eager"]
+    assert all(not np.array_equal(a, b) for a, b in zip(initial, eager_weights))  # every weight and statistic moved
+    assert all(loss["reg"] > 0 for loss in eager_losses)
+    for mode in ("tf.function", "xla"):  # float reordering leaves relative differences of a few 1e-5
+        start, weights, losses = results[mode]
+        assert all(np.array_equal(a, b) for a, b in zip(initial, start))
+        for a, b in zip(eager_weights, weights):
+            np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5, err_msg=mode)
+        for a, b in zip(eager_losses, losses):
+            for key in a:
+                np.testing.assert_allclose(b[key], a[key], rtol=1e-4, atol=1e-5, err_msg=f"{mode} {key}")
+
+
+class TinyImageG(keras.Model):
+    """G(z, y) -> [B, 32, 32, 3] images: an embedding and one dense layer (no BatchNorm)."""
+
+    def __init__(self, nlabels, name=None):
+        super().__init__(name=name)
+        self.embed = keras.layers.Embedding(nlabels, 3)
+        self.fc = keras.layers.Dense(32 * 32 * 3)
+        self(tf.zeros([1, 128]), tf.zeros([1], tf.int32))
+
+    def call(self, z, y, training=False):
+        return tf.reshape(tf.tanh(self.fc(tf.concat([z, self.embed(y)], 1))), [-1, 32, 32, 3])
+
+
+class TinyImageD(keras.Model):
+    """D(x, y) with the multi-head interface and 8 penultimate features (no BatchNorm)."""
+
+    feature_dim = 8
+
+    def __init__(self, nlabels, name=None):
+        super().__init__(name=name)
+        self.fc1 = keras.layers.Dense(self.feature_dim, activation="tanh")
+        self.fc_out = keras.layers.Dense(nlabels)
+        self(tf.zeros([1, 32, 32, 3]), tf.zeros([1], tf.int32))
+
+    def features(self, x, training=False):
+        return self.fc1(tf.reshape(x, [tf.shape(x)[0], -1]))
+
+    def call(self, x, y, training=False):
+        return tf.gather(self.fc_out(self.features(x)), y, axis=1, batch_dims=1)
+
+
+def test_two_cpu_devices_train_like_one(tmp_path, monkeypatch):
+    """``--devices /cpu:0 /cpu:1`` (MirroredStrategy, half the batch per replica) ends three iterations, with a
+    reclustering in between, at the checkpoint of a one-device run. The networks are tiny stand-ins without
+    BatchNorm: per-replica batch statistics (unsynchronised, as in DataParallel) differ from one device's by
+    design."""
+    if len(tf.config.list_logical_devices("CPU")) < 2:
+        pytest.skip("TensorFlow was initialised before conftest could split the CPU")
+    import selfcond.data
+    import selfcond.trainer
+    from selfcond.trainer import TrainOptions, run, saved_iterations
+
+    monkeypatch.setattr(selfcond.data, "STACKED_MNIST_SIZE", 100)
+    monkeypatch.setattr(selfcond.trainer, "build_generator", lambda config, name: TinyImageG(4, name))
+    monkeypatch.setattr(selfcond.trainer, "build_discriminator", lambda config, name: TinyImageD(4, name))
+    strategies, make = [], selfcond.trainer._strategy
+
+    def recording(devices):
+        strategies.append(make(devices))
+        return strategies[-1]
+
+    monkeypatch.setattr(selfcond.trainer, "_strategy", recording)
+    write_tiny_mnist(tmp_path / "mnist", n=60)
+    (tmp_path / "tiny.yaml").write_text(TINY.format(mnist=tmp_path / "mnist", out=tmp_path / "unused"))
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")[:2]]
+    finals = {}
+    for name, chosen in (("one", ("0",)), ("two", tuple(devices))):
+        config = load_config(tmp_path / "tiny.yaml")
+        config["clusterer"]["nimgs"] = 60
+        config["training"].update(out_dir=str(tmp_path / name), recluster_every=2)
+        finals[name] = run(config, TrainOptions("tiny.yaml", nepochs=1, seed=3, devices=chosen, max_it=3,
+                                                show_progress=False))
+        assert saved_iterations(tmp_path / name) == [0, 2]
+    assert strategies[0] is None and strategies[1].num_replicas_in_sync == 2
+    for key in finals["one"]:
+        np.testing.assert_allclose(finals["two"][key], finals["one"][key], rtol=1e-4, atol=1e-6, err_msg=key)
+    one = _checkpoint_values(tmp_path / "one" / "chkpts" / "model_00000002")
+    two = _checkpoint_values(tmp_path / "two" / "chkpts" / "model_00000002")
+    assert one.keys() == two.keys()
+    for key in one:
+        np.testing.assert_allclose(two[key], one[key], rtol=1e-4, atol=1e-5, err_msg=key)
 
 
 def test_batch_norm_statistics_under_mirrored_strategy():
