@@ -1,7 +1,7 @@
 """NMI and purity of the inferred clusters: ``python selfcond/cluster_metrics.py CONFIG [--model_it IT] [--random]``.
 
 Prints ``nmi X purity Y`` (purity as the original codes it, which is inverse purity, spec §10.2) plus the
-textbook purity. Predictions are cached in ``OUT/cluster_preds_{it}.npz`` (per iteration; the original's
+textbook purity and the ARI. Predictions are cached in ``OUT/cluster_preds_{it}.npz`` (per iteration; the original's
 single cache ignored ``--model_it``, spec §10.7). ``--random`` scores uniform labels in [0, 100) instead.
 """
 
@@ -35,7 +35,8 @@ def main(argv=None):
     config = load_config(args.config)
     state, it = load_run(config, args.model_it)
     scores = cluster_metrics_for(state, config, it, args)
-    print("nmi", scores["nmi"], "purity", scores["purity"], "purity_standard", scores["purity_standard"])
+    print("nmi", scores["nmi"], "purity", scores["purity"], "purity_standard", scores["purity_standard"], "ari",
+          scores["ari"])
     return scores
 
 

@@ -2,7 +2,7 @@
 
 Results are JSON dicts keyed by ``str(it)`` (or ``"pretrained"``) in ``OUT/results/``:
 ``fid_results``, ``is_results`` ([mean, std]), ``kl_results``, ``nmodes_results``, ``fsd_results`` and
-``cluster_metrics`` ({nmi, purity, purity_standard}); existing entries are not recomputed. Samples of the
+``cluster_metrics`` ({nmi, purity, purity_standard, ari}); existing entries are not recomputed. Samples of the
 checkpoint being evaluated are kept in ``OUT/results/samples.npz`` (``fake`` float32 NHWC in [0, 255],
 ``real`` the dataset name), overwritten per checkpoint as in the original.
 """
@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from common.errors import UsageError
 from common.fileio import atomic_write_json
-from common.metrics import modes_and_reverse_kl, purity, purity_selfcond
+from common.metrics import ari, modes_and_reverse_kl, purity, purity_selfcond
 
 RESULT_FILES = ("fid_results", "is_results", "kl_results", "nmodes_results", "fsd_results", "cluster_metrics")
 DATASETS = ("imagenet", "cifar", "stacked_mnist", "places")  # the order in which the original matches paths
@@ -86,13 +86,14 @@ def label_training_set(state, config: dict, source=None, seed: int = 0) -> tuple
 
 
 def cluster_scores(y_true: np.ndarray, y_pred: np.ndarray, nmi_average: str = "arithmetic") -> dict:
-    """NMI, the original's "purity" (inverse purity, §10.2) and the textbook purity."""
+    """NMI, the original's "purity" (inverse purity, §10.2), the textbook purity and (port extra) the ARI."""
     from sklearn.metrics import normalized_mutual_info_score
 
     return {
         "nmi": float(normalized_mutual_info_score(y_pred, y_true, average_method=nmi_average)),
         "purity": purity_selfcond(y_true, y_pred),
         "purity_standard": purity(y_true, y_pred),
+        "ari": ari(y_true, y_pred),
     }
 
 
@@ -297,6 +298,7 @@ def evaluate(options) -> dict:
                     state, _ = load_run(config, it)
                 scores = cluster_metrics_for(state, config, it, options)
                 results.put("cluster_metrics", it, scores)
-                print("nmi", scores["nmi"], "purity", scores["purity"], "purity_standard", scores["purity_standard"])
+                print("nmi", scores["nmi"], "purity", scores["purity"], "purity_standard", scores["purity_standard"],
+                      "ari", scores["ari"])
         summary[str(path)] = results.tables
     return summary

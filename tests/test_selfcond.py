@@ -519,8 +519,9 @@ def test_cluster_scores():
     from selfcond.evaluation import cluster_scores
 
     scores = cluster_scores(np.array([0, 0, 1, 1, 1, 1]), np.array([0, 0, 0, 1, 1, 2]))
-    np.testing.assert_allclose([scores["nmi"], scores["purity"], scores["purity_standard"]],
-                               [0.386253, 0.666667, 0.833333], atol=1e-6)
+    # ARI by hand: sum C(n_kt, 2) = 2, rows 4, columns 7, C(6, 2) = 15: (2 - 28/15) / (11/2 - 28/15) = 2/54.5
+    np.testing.assert_allclose([scores["nmi"], scores["purity"], scores["purity_standard"], scores["ari"]],
+                               [0.386253, 0.666667, 0.833333, 2 / 54.5], atol=1e-6)
 
 
 def test_frechet_and_inception_score_math():
