@@ -65,8 +65,8 @@ def load_simsiam(path: str | None, arch: str, dim: int, pred_dim: int, image_siz
     """Build SimSiam and load weights from ``path``; ``"random"`` keeps the (seeded) initial weights.
 
     Formats: ``*.weights.h5`` (this project; its ``simsiam.json`` beside it must agree with arch/dim),
-    ``*.npz`` (a PyTorch state dict, with or without ``module.``), or a PyTorch zip checkpoint
-    (``.pth``/``.tar``: the official release, ``{'state_dict': ...}``).
+    ``*.npz`` (a PyTorch state dict, with or without ``module.``), or a PyTorch checkpoint
+    (``.pth``/``.tar``, zip or pre-1.6 legacy format: the official release, ``{'state_dict': ...}``).
     """
     model = SimSiam(arch, dim, pred_dim, name="simsiam").build_for(image_size)
     if path == "random":

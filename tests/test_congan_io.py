@@ -2,7 +2,9 @@
 
 import collections
 import contextlib
+import io
 import pickle
+import struct
 import sys
 import types
 import zipfile
@@ -51,15 +53,17 @@ def _fake_torch_modules():
                 sys.modules[name] = module
 
 
-def write_torch_zip(path, obj, prefix="checkpoint_0099"):
-    """Write ``obj`` (dicts, numbers, strings and float32 arrays) like ``torch.save`` (zip format)."""
+def _pickle_with_storages(obj, legacy):
+    """Pickle ``obj`` as torch.save does: arrays become ``_rebuild_tensor_v2(storage, ...)`` calls whose storages
+    are persistent ids (zip: 5 fields; legacy: 6, the last the view metadata None). Returns (bytes, storages)."""
     storages = []
     with _fake_torch_modules() as (storage_cls, rebuild):
 
         class Pickler(pickle.Pickler):
             def persistent_id(self, item):
                 if isinstance(item, _Storage):
-                    return ("storage", storage_cls, item.key, "cpu", item.array.size)
+                    pid = ("storage", storage_cls, item.key, "cpu", item.array.size)
+                    return pid + (None,) if legacy else pid
                 return None
 
             def reducer_override(self, item):
@@ -74,16 +78,37 @@ def write_torch_zip(path, obj, prefix="checkpoint_0099"):
                     return rebuild, (storage, 0, tuple(item.shape), stride, False, collections.OrderedDict())
                 return NotImplemented
 
-        import io
-
         buffer = io.BytesIO()
         Pickler(buffer, protocol=2).dump(obj)
+    return buffer.getvalue(), storages
+
+
+def write_torch_zip(path, obj, prefix="checkpoint_0099"):
+    """Write ``obj`` (dicts, numbers, strings and float32 arrays) like ``torch.save`` (zip format, torch >= 1.6)."""
+    data, storages = _pickle_with_storages(obj, legacy=False)
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
-        archive.writestr(f"{prefix}/data.pkl", buffer.getvalue())
+        archive.writestr(f"{prefix}/data.pkl", data)
         archive.writestr(f"{prefix}/byteorder", "little")
         for storage in storages:
             archive.writestr(f"{prefix}/data/{storage.key}", storage.array.tobytes())
         archive.writestr(f"{prefix}/version", "3\n")
+
+
+def write_torch_legacy(path, obj):
+    """Write ``obj`` like ``torch.save`` before PyTorch 1.6: the magic number, the protocol version and the system
+    info as three pickles, the object pickle, the pickled list of storage keys, then for every storage its element
+    count (int64 little endian) and raw bytes."""
+    data, storages = _pickle_with_storages(obj, legacy=True)
+    with open(path, "wb") as f:
+        pickle.dump(0x1950A86A20F9469CFC6C, f, protocol=2)
+        pickle.dump(1001, f, protocol=2)
+        pickle.dump({"protocol_version": 1001, "little_endian": True,
+                     "type_sizes": {"short": 2, "int": 4, "long": 4}}, f, protocol=2)
+        f.write(data)
+        pickle.dump([storage.key for storage in storages], f, protocol=2)
+        for storage in storages:
+            f.write(struct.pack("<q", storage.array.size))
+            f.write(storage.array.tobytes())
 
 
 def test_torch_zip_reader_on_a_written_file(tmp_path):
@@ -100,15 +125,32 @@ def test_torch_zip_reader_on_a_written_file(tmp_path):
     assert "torch._utils" not in sys.modules or hasattr(sys.modules["torch._utils"], "__file__")  # stand-ins gone
 
 
+def test_torch_legacy_reader_on_a_written_file(tmp_path):
+    """The pre-1.6 format (published checkpoints such as SimSiam's .pth.tar) is read by the same loader."""
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    obj = {"epoch": 100, "arch": "resnet50", "state_dict": collections.OrderedDict(
+        [("module.w", a), ("module.b", np.array([1.5, -2.0], np.float32))])}
+    path = tmp_path / "checkpoint_0099.pth.tar"
+    write_torch_legacy(path, obj)
+    assert not zipfile.is_zipfile(path)
+    loaded = load_torch_file(path)
+    assert loaded["epoch"] == 100 and loaded["arch"] == "resnet50"
+    np.testing.assert_array_equal(loaded["state_dict"]["module.w"], a)  # transposed storage, strides (1, 2)
+    state = load_state_dict(path)
+    assert sorted(state) == ["b", "w"] and state["b"].tolist() == [1.5, -2.0]
+
+
 def test_torch_reader_refuses_other_globals(tmp_path):
     path = tmp_path / "evil.pth"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("evil/data.pkl", pickle.dumps(print, protocol=2))
-    with pytest.raises(UsageError, match="print, which"):
+    with pytest.raises(UsageError, match=r"refusing to load __builtin__.print \(only tensors and containers"):
         load_torch_file(path)
-    (tmp_path / "legacy.pth").write_bytes(b"\x80\x02not a zip")
-    with pytest.raises(UsageError, match="legacy"):
-        load_torch_file(tmp_path / "legacy.pth")
+    (tmp_path / "junk.pth").write_bytes(b"\x80\x02not a checkpoint")
+    with pytest.raises(UsageError, match="cannot read it as a PyTorch checkpoint"):
+        load_torch_file(tmp_path / "junk.pth")
+    with pytest.raises(UsageError, match="no such checkpoint file"):
+        load_torch_file(tmp_path / "missing.pth")
 
 
 @pytest.fixture(scope="module")
@@ -170,9 +212,11 @@ def test_simsiam_loader_reads_official_layout(tmp_path):
     assert "module.encoder.fc.6.bias" in state and "module.encoder.fc.7.running_var" in state
     assert "module.encoder.fc.7.weight" not in state and "module.predictor.3.bias" in state
     write_torch_zip(tmp_path / "pretrained.tar", {"epoch": 100, "arch": "tiny", "state_dict": state})
-    loaded = load_simsiam(str(tmp_path / "pretrained.tar"), "tiny", 64, 16, 32)
-    for a, b in zip(source.weights, loaded.weights):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    write_torch_legacy(tmp_path / "legacy.pth.tar", {"epoch": 100, "arch": "tiny", "state_dict": state})
+    for name in ("pretrained.tar", "legacy.pth.tar"):
+        loaded = load_simsiam(str(tmp_path / name), "tiny", 64, 16, 32)
+        for a, b in zip(source.weights, loaded.weights):
+            np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=name)
     with pytest.raises(UsageError, match="do not match"):
         load_simsiam(str(tmp_path / "pretrained.tar"), "resnet18_cifar", 64, 16, 32)
 
