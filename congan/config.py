@@ -109,6 +109,9 @@ class Framework2Config:
     subset: int = _f(0, "use only N evenly spaced images of the dataset (0: all; smoke runs)", type=int)
     run_dir: str = _f("logs/congan/framework2", "run folder (config.json, checkpoints, results/, events)")
     jit_compile: bool = _f(False, "XLA-compile the train steps")
+    mixed_precision: bool = _f(False, "Keras mixed_float16 policy (float16 compute; variables, BN statistics, "
+                                      "spectral norm, normalisations and losses in float32) with dynamic loss "
+                                      "scaling; for GPUs")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -154,6 +157,9 @@ class Framework1Config:
     subset: int = _f(0, "use only N evenly spaced images (0: all)", type=int)
     run_dir: str = _f("logs/congan/framework1", "run folder")
     jit_compile: bool = _f(False, "XLA-compile the train steps")
+    mixed_precision: bool = _f(False, "Keras mixed_float16 policy (float16 compute; variables, BN statistics, "
+                                      "spectral norm, normalisations and losses in float32) with dynamic loss "
+                                      "scaling; for GPUs")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -180,6 +186,9 @@ class SimSiamConfig:
     gpu: str = _f("0", "GPU index/indices or -1 for the CPU")
     run_dir: str = _f("logs/congan/simsiam", "run folder; the weights are <run_dir>/simsiam.weights.h5")
     jit_compile: bool = _f(False, "XLA-compile the train step")
+    mixed_precision: bool = _f(False, "Keras mixed_float16 policy (float16 compute; variables, BN statistics, "
+                                      "spectral norm, normalisations and losses in float32) with dynamic loss "
+                                      "scaling; for GPUs")
 
 
 # README runs (spec §2.2). Run 2's "not conditioned" is the port's conditioning="none" [UNRESOLVED in spec].

@@ -19,7 +19,7 @@ import keras
 import tensorflow as tf
 
 from common import replicas
-from congan import losses
+from congan import losses, precision
 from congan.data import to_imagenet
 from congan.distribute import StepNoise, reduce_mean, sum_gradients
 from congan.layers import LazyBuild, l2_normalize
@@ -79,6 +79,8 @@ def build_state(cfg, encoder, repr_dim, rng) -> F1State:
                                 ("G", cfg.G_lr, model.G.trainable_variables),
                                 ("ae", cfg.decoder_lr, model.ae_variables)):
         opts[name] = TorchAdam(variables, lr, (0.9, 0.999), 1e-8, name=f"adam_{name}")
+        if getattr(cfg, "mixed_precision", False):
+            opts[name].loss_scale = precision.LossScale(f"loss_scale_{name}")
     # 8 x 8 grid in the notebook; min(64, B) so that small batches work (spec §8.4).
     fixed = tf.Variable(rng.normal((min(64, cfg.batch_size), cfg.latent_dim)), trainable=False, name="fixed_latent")
     return F1State(model, encoder, opts, rng, fixed)
@@ -126,8 +128,9 @@ def make_batch_steps(state: F1State, cfg, strategy: tf.distribute.Strategy | Non
                 d_hat = m.D(x_hat, training=True)
             gp = losses.gradient_penalty(inner.gradient(d_hat, x_hat), cfg.grad_center)
             loss = loss + cfg.grad_penalty * gp
-            scaled = loss * replicas.share()
-        state.opts["D"].apply(sum_gradients(tape.gradient(scaled, d_vars)))
+            scaled = precision.scaled(loss * replicas.share(), state.opts["D"].loss_scale)
+        precision.apply_gradients(state.opts["D"].loss_scale, sum_gradients(tape.gradient(scaled, d_vars)),
+                                  state.opts["D"].apply)
         return {"D(real)": tf.reduce_mean(d_real), "D(fake)": tf.reduce_mean(d_fake), "grad(D) penalty": gp,
                 "loss/D": loss}
 
@@ -137,8 +140,9 @@ def make_batch_steps(state: F1State, cfg, strategy: tf.distribute.Strategy | Non
             fake = fake + cfg.noise * noise.normal(tf.shape(fake))
             d_fake = m.D(fake, training=True)
             loss = losses.g_wasserstein(d_fake) if wasserstein else losses.f1_g_gan(d_fake)
-            scaled = loss * replicas.share()
-        state.opts["G"].apply(sum_gradients(tape.gradient(scaled, g_vars)))
+            scaled = precision.scaled(loss * replicas.share(), state.opts["G"].loss_scale)
+        precision.apply_gradients(state.opts["G"].loss_scale, sum_gradients(tape.gradient(scaled, g_vars)),
+                                  state.opts["G"].apply)
         return {"loss/G": loss, "D(fake)G": tf.reduce_mean(d_fake)}
 
     def ae_step(x, s, noise):
@@ -154,8 +158,9 @@ def make_batch_steps(state: F1State, cfg, strategy: tf.distribute.Strategy | Non
             repr_term = cfg.repr_consistency * losses.sse(s, s_rec)
             kl = losses.kl_div_batchmean(r_proj, c_proj)
             loss = rec + cfg.norm_penalty * enc_norm + repr_term - cfg.div_penalty * kl
-            scaled = loss * replicas.share()
-        state.opts["ae"].apply(sum_gradients(tape.gradient(scaled, ae_vars)))
+            scaled = precision.scaled(loss * replicas.share(), state.opts["ae"].loss_scale)
+        precision.apply_gradients(state.opts["ae"].loss_scale, sum_gradients(tape.gradient(scaled, ae_vars)),
+                                  state.opts["ae"].apply)
         return {"Rec loss": loss, "norm": enc_norm, "rec_sse": rec, "repr_sse": repr_term, "kl": kl}
 
     def prepare(images):

@@ -27,7 +27,7 @@ import keras
 import tensorflow as tf
 
 from common import replicas
-from congan import losses
+from congan import losses, precision
 from congan.data import to_signed
 from congan.distribute import StepNoise, reduce_mean, sum_gradients
 from congan.layers import LazyBuild
@@ -145,8 +145,12 @@ def make_optimizers(cfg, nets: Networks) -> dict[str, TorchAdam]:
     per-parameter state when Q gets no gradient (spec §7.5).
     """
     lrs = {"G": cfg.G_lr, "T": cfg.latent_transform_lr, "D": cfg.D_lr, "Q": cfg.Q_lr}
-    return {name: TorchAdam(getattr(nets, name).trainable_variables, lr, cfg.betas, 1e-8, name=f"adam_{name}")
+    opts = {name: TorchAdam(getattr(nets, name).trainable_variables, lr, cfg.betas, 1e-8, name=f"adam_{name}")
             for name, lr in lrs.items()}
+    if getattr(cfg, "mixed_precision", False):  # one loss scale per step: the G step's and the D step's
+        opts["G"].loss_scale = precision.LossScale("loss_scale_G")
+        opts["D"].loss_scale = precision.LossScale("loss_scale_D")
+    return opts
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -230,11 +234,16 @@ def make_g_step(nets: Networks, opts, cfg, rng, repr_dim, use_g_con: bool, use_d
             if use_d_con:
                 out["D repr loss(G)"] = losses.negative_cosine(nets.Q(h_fake), r)
                 loss = loss + lam_d * out["D repr loss(G)"]
-            scaled = loss * replicas.share()  # the replica's part of the global-batch mean
+            # The replica's part of the global-batch mean (times the loss scale under mixed precision).
+            scaled = precision.scaled(loss * replicas.share(), opts["G"].loss_scale)
         grads = sum_gradients(tape.gradient(scaled, g_vars + t_vars))
-        opts["G"].apply(grads[:len(g_vars)])
-        if t_vars:
-            opts["T"].apply(grads[len(g_vars):])
+
+        def apply(grads):
+            opts["G"].apply(grads[:len(g_vars)])
+            if t_vars:
+                opts["T"].apply(grads[len(g_vars):])
+
+        precision.apply_gradients(opts["G"].loss_scale, grads, apply)
         out["D(fake)1"] = tf.reduce_mean(d_fake)
         out["loss/G"] = loss
         return out
@@ -283,11 +292,15 @@ def make_d_step(nets: Networks, opts, cfg, rng, repr_dim, use_d_con: bool,
                 e_real = tf.stop_gradient(encode(nets, real, cfg))
                 out["D repr loss"] = losses.d_consistency(nets.Q(h_real), e_real, nets.Q(h_fake), r)
                 loss = loss + lam_d * out["D repr loss"]
-            scaled = loss * replicas.share()
+            scaled = precision.scaled(loss * replicas.share(), opts["D"].loss_scale)
         grads = sum_gradients(tape.gradient(scaled, d_vars + q_vars))
-        opts["D"].apply(grads[:len(d_vars)])
-        if q_vars:
-            opts["Q"].apply(grads[len(d_vars):])
+
+        def apply(grads):
+            opts["D"].apply(grads[:len(d_vars)])
+            if q_vars:
+                opts["Q"].apply(grads[len(d_vars):])
+
+        precision.apply_gradients(opts["D"].loss_scale, grads, apply)
         out["D(real)"] = tf.reduce_mean(d_real)
         out["D(fake)2"] = tf.reduce_mean(d_fake)
         out["loss/D"] = loss

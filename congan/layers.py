@@ -63,13 +63,24 @@ def torch_default_bias(fan_in: int) -> keras.initializers.Initializer:
     return keras.initializers.RandomUniform(-bound, bound)
 
 
+def to_float32(x):
+    """``x`` as float32 (a no-op for float32): network outputs and the delicate statistics under mixed precision."""
+    return x if x.dtype == tf.float32 else tf.cast(x, tf.float32)
+
+
 def l2_normalize(x, axis=-1, eps: float = SN_EPS):
-    """``F.normalize``: x / max(||x||, eps) (written as x * rsqrt(max(||x||^2, eps^2)): fewer graph ops)."""
-    return x * tf.math.rsqrt(tf.maximum(tf.reduce_sum(tf.square(x), axis=axis, keepdims=True), eps * eps))
+    """``F.normalize``: x / max(||x||, eps) (written as x * rsqrt(max(||x||^2, eps^2)): fewer graph ops).
+
+    Computed in float32 (eps^2 = 1e-24 does not exist in float16) and returned in x's dtype.
+    """
+    x32 = to_float32(x)
+    out = x32 * tf.math.rsqrt(tf.maximum(tf.reduce_sum(tf.square(x32), axis=axis, keepdims=True), eps * eps))
+    return tf.cast(out, x.dtype)
 
 
 def cosine_similarity(a, b, eps: float = 1e-8):
-    """``F.cosine_similarity`` per row: a.b / max(||a|| ||b||, eps). [B, D], [B, D] -> [B]."""
+    """``F.cosine_similarity`` per row: a.b / max(||a|| ||b||, eps). [B, D], [B, D] -> [B] float32."""
+    a, b = to_float32(a), to_float32(b)
     dot = tf.reduce_sum(a * b, axis=-1)
     return dot / tf.maximum(tf.norm(a, axis=-1) * tf.norm(b, axis=-1), eps)
 
@@ -243,9 +254,9 @@ class SpectralNormMixin:
         normal = keras.initializers.RandomNormal(0.0, 1.0)
         # Every replica computes the same u, v from the same W: the first replica's value is kept.
         self.sn_u = self.add_weight(name="sn_u", shape=(rows,), initializer=normal, trainable=False,
-                                    aggregation=REPLICATED_STATE)
+                                    autocast=False, aggregation=REPLICATED_STATE)
         self.sn_v = self.add_weight(name="sn_v", shape=(cols,), initializer=normal, trainable=False,
-                                    aggregation=REPLICATED_STATE)
+                                    autocast=False, aggregation=REPLICATED_STATE)
         # PyTorch normalises the random u, v and runs 15 power iterations when the parametrization is
         # registered, i.e. on the initial weight.
         w = tf.stop_gradient(self.weight_matrix())
@@ -257,11 +268,11 @@ class SpectralNormMixin:
         self.sn_v.assign(v)
 
     def weight_matrix(self):
-        """The kernel as the PyTorch matrix [out, in*kh*kw] (a tensor, differentiable)."""
-        return self._to_torch_matrix(self.kernel)
+        """The kernel as the PyTorch matrix [out, in*kh*kw] in float32 (a tensor, differentiable)."""
+        return self._to_torch_matrix(to_float32(tf.convert_to_tensor(self.kernel)))
 
     def sigma(self, training):
-        """sigma = u^T W v; in training mode u and v first take one power-iteration step (no gradient)."""
+        """sigma = u^T W v (float32); in training mode u and v first take one power-iteration step (no gradient)."""
         w = self.weight_matrix()
         if training:
             w_const = tf.stop_gradient(w)
@@ -274,7 +285,8 @@ class SpectralNormMixin:
         return tf.reduce_sum(u * tf.linalg.matvec(w, v))
 
     def effective_kernel(self, training):
-        return self.kernel / self.sigma(training)
+        kernel = tf.convert_to_tensor(self.kernel)  # float16 under mixed precision (Keras autocast)
+        return kernel / tf.cast(self.sigma(training), kernel.dtype)
 
     def _sn_torch_tensors(self):
         to_t, from_t = _CONV if len(self.kernel.shape) == 4 else _DENSE
@@ -340,13 +352,15 @@ class BatchNorm(TorchLayer):
             else None
         self.beta = self.add_weight(name="beta", shape=(f,), initializer="zeros") if self.center else None
         self.moving_mean = self.add_weight(name="moving_mean", shape=(f,), initializer="zeros", trainable=False,
-                                           aggregation=REPLICATED_STATE)
+                                           autocast=False, aggregation=REPLICATED_STATE)
         self.moving_variance = self.add_weight(name="moving_variance", shape=(f,), initializer="ones", trainable=False,
-                                               aggregation=REPLICATED_STATE)
+                                               autocast=False, aggregation=REPLICATED_STATE)
 
     def call(self, x, training=False):
+        # Statistics, scale and shift in float32 (float16 inputs under mixed precision are cast, the result cast back).
+        x32 = to_float32(x)
         if training:
-            mean, var, correction = self._batch_moments(x)
+            mean, var, correction = self._batch_moments(x32)
             decay = 1.0 - self.momentum  # running = momentum * running + (1 - momentum) * batch statistic
             self.moving_mean.assign_sub((self.moving_mean - tf.stop_gradient(mean)) * decay)
             self.moving_variance.assign_sub((self.moving_variance - tf.stop_gradient(var) * correction) * decay)
@@ -355,11 +369,11 @@ class BatchNorm(TorchLayer):
         # y = (x - mean) * rsqrt(var + eps) * gamma + beta, folded into one scale and one shift per channel.
         scale = tf.math.rsqrt(var + self.epsilon)
         if self.scale:
-            scale = scale * self.gamma
+            scale = scale * to_float32(tf.convert_to_tensor(self.gamma))
         shift = -mean * scale
         if self.center:
-            shift = shift + self.beta
-        return x * scale + shift
+            shift = shift + to_float32(tf.convert_to_tensor(self.beta))
+        return tf.cast(x32 * scale + shift, x.dtype)
 
     @staticmethod
     def _batch_moments(x):

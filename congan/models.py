@@ -10,7 +10,8 @@ Framework 1 (spec §3.7, §3.9): :class:`F1Generator`, :class:`F1Discriminator`,
 
 Every model lists its leaf layers under their PyTorch ``state_dict`` prefixes in ``torch_modules()`` (a layer
 registered twice in PyTorch is listed twice), which is all :mod:`congan.torch_io` needs to import and
-export the original checkpoints.
+export the original checkpoints. Every model returns float32 (a no-op normally; under ``--mixed_precision`` the
+float16 results are cast, so losses are computed in float32).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from congan.layers import (
     SNLinear,
     kaiming_normal_fan_out,
     l2_normalize,
+    to_float32,
     track,
     xavier_uniform,
 )
@@ -97,10 +99,10 @@ class LatentTransform(LazyBuild, keras.Model):
 
     def call(self, r, n, training=False):
         if self.mode == "noop":
-            return n
+            return to_float32(n)
         if self.mode == "full":
-            return self.transform(tf.concat([r, n], axis=1))
-        return tf.concat([self.transform(r), n], axis=1)
+            return to_float32(self.transform(tf.concat([r, n], axis=1)))
+        return to_float32(tf.concat([self.transform(r), n], axis=1))
 
     def build_now(self):
         if self.transform is not None:
@@ -175,7 +177,7 @@ class ResNetGenerator(LazyBuild, keras.Model):
         for block in self.blocks:
             h = block(h, r, training=training)
         h = tf.nn.relu(self.bn(h, r, training=training))
-        return tf.tanh(self.final(h))
+        return to_float32(tf.tanh(self.final(h)))
 
     def torch_modules(self):
         mods = [("dense", self.dense), ("final", self.final)]
@@ -241,7 +243,7 @@ class ResNetDiscriminator(LazyBuild, keras.Model):
         for block in self.blocks:
             h = block(h, training=training)
         h = flatten_chw(avg_pool(tf.nn.relu(h), 8))
-        return self.fc(h, training=training), h
+        return to_float32(self.fc(h, training=training)), to_float32(h)
 
     def torch_modules(self):
         mods = []
@@ -270,7 +272,7 @@ class DCGANGenerator(LazyBuild, keras.Model):
         h = tf.reshape(z, (-1, 1, 1, self.z_dim))
         for conv, bn in zip(self.convs, self.bns):
             h = tf.nn.relu(bn(conv(h), r, training=training))
-        return tf.tanh(self.final_conv(h))
+        return to_float32(tf.tanh(self.final_conv(h)))
 
     def torch_modules(self):
         mods = [(f"conv{i + 1}", c) for i, c in enumerate(self.convs)] + [("final_conv", self.final_conv)]
@@ -299,7 +301,7 @@ class DCGANDiscriminator(LazyBuild, keras.Model):
         for conv in self.main + self.from64:
             h = tf.nn.leaky_relu(conv(h, training=training), alpha=0.1)
         h = flatten_chw(h)
-        return tf.squeeze(self.fc(h, training=training), 1), h
+        return to_float32(tf.squeeze(self.fc(h, training=training), 1)), to_float32(h)
 
     def torch_modules(self):
         return ([(f"main.{2 * i}", c) for i, c in enumerate(self.main)]
@@ -315,7 +317,7 @@ class QNetwork(LazyBuild, keras.Model):
         self.l1 = Linear(repr_dim, name="l1")
 
     def call(self, h, training=False):
-        return self.l1(self.l0(h))
+        return to_float32(self.l1(self.l0(h)))
 
     def torch_modules(self):
         return [("0", self.l0), ("1", self.l1)]
@@ -429,7 +431,7 @@ class SimSiamEncoder(LazyBuild, keras.Model):
         lin0, bn1, lin3, bn4, lin6, bias6, bn7 = self.fc
         h = tf.nn.relu(bn1(lin0(h), training=training))
         h = tf.nn.relu(bn4(lin3(h), training=training))
-        return bn7(bias6(lin6(h)), training=training)
+        return to_float32(bn7(bias6(lin6(h)), training=training))
 
     def torch_modules(self):
         mods = [("encoder.conv1", self.conv1), ("encoder.bn1", self.bn1)]
@@ -451,7 +453,7 @@ class SimSiamPredictor(LazyBuild, keras.Model):
         self.l3 = Linear(dim, name="l3")
 
     def call(self, z, training=False):
-        return self.l3(tf.nn.relu(self.bn(self.l0(z), training=training)))
+        return to_float32(self.l3(tf.nn.relu(self.bn(self.l0(z), training=training))))
 
     def torch_modules(self):
         return [("predictor.0", self.l0), ("predictor.1", self.bn), ("predictor.3", self.l3)]
@@ -483,7 +485,7 @@ class F1Generator(LazyBuild, keras.Model):
             h = bn(lin(h), training=training)
             if i < 6:
                 h = tf.nn.leaky_relu(h, alpha=0.2)
-        return l2_normalize(h, axis=1)
+        return to_float32(l2_normalize(h, axis=1))
 
     def torch_modules(self):
         return ([(f"G.{3 * i}", lin) for i, lin in enumerate(self.linears)]
@@ -510,7 +512,7 @@ class F1Discriminator(LazyBuild, keras.Model):
         if self.bn is not None:
             h = self.bn(h, training=training)
         h = tf.nn.leaky_relu(h, alpha=0.2)
-        return tf.sigmoid(self.out(h))
+        return to_float32(tf.sigmoid(self.out(h)))
 
     def torch_modules(self):
         if self.bn is not None:
@@ -550,7 +552,7 @@ class FlexDCGANEncoder(LazyBuild, keras.Model):
                 h = bn(h, training=training)
             h = tf.nn.leaky_relu(h, alpha=0.2)
         h = flatten_chw(self.out(h))
-        return tf.sigmoid(h) if self.sigmoid else h
+        return to_float32(tf.sigmoid(h) if self.sigmoid else h)
 
     def torch_modules(self):
         mods = []
@@ -583,7 +585,7 @@ class FlexDCGANDecoder(LazyBuild, keras.Model):
         h = tf.reshape(p, (-1, 1, 1, self.num_latents))
         for conv, bn in zip(self.convs, self.bns):
             h = tf.nn.relu(bn(conv(h), training=training))
-        return tf.tanh(self.out(h))
+        return to_float32(tf.tanh(self.out(h)))
 
     def torch_modules(self):
         mods = []
@@ -602,7 +604,7 @@ class Projection(LazyBuild, keras.Model):
         self.prefix = prefix
 
     def call(self, x, training=False):
-        return tf.sigmoid(self.linear(x))
+        return to_float32(tf.sigmoid(self.linear(x)))
 
     def torch_modules(self):
         return [(f"{self.prefix}.0", self.linear)]

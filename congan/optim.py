@@ -56,6 +56,7 @@ class TorchAdam(tf.Module):
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
         self.m = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False, name="m") for v in self.variables_]
         self.v = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False, name="v") for v in self.variables_]
+        self.loss_scale = None  # a congan.precision.LossScale under --mixed_precision (set by the trainer)
 
     def set_learning_rate(self, value: float) -> None:
         self.learning_rate.assign(value)

@@ -24,7 +24,7 @@ import tensorflow as tf
 from common import replicas
 from common.errors import UsageError
 from common.fileio import atomic_write_json
-from congan import losses
+from congan import losses, precision
 from congan.data import simsiam_augment
 from congan.distribute import StepNoise, reduce_mean
 from congan.layers import LazyBuild, l2_normalize
@@ -119,6 +119,7 @@ class TorchSGD(tf.Module):
         self.buffers = {name: [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
                         for name, variables in groups.items()}
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.loss_scale = None  # a congan.precision.LossScale under --mixed_precision
 
     def apply(self, grads_by_group: dict[str, list]):
         """One step; under ``strategy.run`` the gradients must already be summed over the replicas (each replica
@@ -166,9 +167,10 @@ def make_pretrain_step(model: SimSiam, optimizer: TorchSGD, rng: tf.random.Gener
         with tf.GradientTape() as tape:
             p1, p2, z1, z2 = model(x1, x2, training=True)
             loss = losses.simsiam_loss(p1, p2, z1, z2)
-            scaled = loss * replicas.share()
+            scaled = precision.scaled(loss * replicas.share(), optimizer.loss_scale)
         grads = replicas.all_sum(tape.gradient(scaled, encoder_vars + predictor_vars))
-        optimizer.apply({"encoder": grads[:len(encoder_vars)], "predictor": grads[len(encoder_vars):]})
+        precision.apply_gradients(optimizer.loss_scale, grads, lambda g: optimizer.apply(
+            {"encoder": g[:len(encoder_vars)], "predictor": g[len(encoder_vars):]}))
         return {"loss": loss, "z_std": _z_std(l2_normalize(tf.stop_gradient(z1), axis=1))}
 
     @tf.function(jit_compile=jit_compile, autograph=False)
@@ -208,10 +210,12 @@ def pretrain(cfg, images: np.ndarray | None = None, show_progress: bool = True,
     if images is None:
         images = load_images(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.subset, cfg.workers)
     batches = EpochBatches(images, cfg.batch_size, cfg.seed, flip=False)
-    with strategy.scope():
+    with strategy.scope(), precision.dtype_policy(cfg.mixed_precision):
         model = SimSiam(cfg.arch, cfg.dim, cfg.pred_dim, name="simsiam").build_for(cfg.image_size)
         optimizer = TorchSGD({"encoder": model.encoder.trainable_variables,
                               "predictor": model.predictor.trainable_variables}, cfg.momentum, cfg.weight_decay)
+        if cfg.mixed_precision:
+            optimizer.loss_scale = precision.LossScale()
     rng = make_generator(cfg.seed)
     step = make_pretrain_step(model, optimizer, rng, cfg.image_size, cfg.jit_compile, strategy)
     ckpt = Checkpoints(run_dir, model=model, rng=rng, optimizer=optimizer)

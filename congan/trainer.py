@@ -28,7 +28,7 @@ from common.images import save_png
 from common.seeding import make_generator, set_seed
 from common.summaries import Logbook
 from common.training import Checkpoints, Every, train_loop
-from congan import checkpoints, framework1, framework2
+from congan import checkpoints, framework1, framework2, precision
 from congan.data import EpochBatches, to_signed
 from congan.distribute import make_run_strategy
 from congan.runs import ProgressFrames, progress_grid, resolve_seed, simsiam_for, training_images
@@ -69,7 +69,8 @@ def run_framework2(cfg, images: np.ndarray | None = None, show_progress: bool = 
     run_dir, _ = prepare_run_dir(cfg.run_dir, cfg)
     set_seed(cfg.seed)
     batches = EpochBatches(training_images(cfg, images), cfg.batch_size, cfg.seed)
-    with strategy.scope():  # networks and optimizer slots are mirrored on every replica
+    # Networks and optimizer slots are mirrored on every replica; float16 compute under --mixed_precision.
+    with strategy.scope(), precision.dtype_policy(cfg.mixed_precision):
         simsiam = simsiam_for(cfg)
         repr_dim = simsiam.dim
         nets = framework2.build_networks(cfg, simsiam.encoder, repr_dim)
@@ -172,7 +173,7 @@ def run_framework1(cfg, images: np.ndarray | None = None, show_progress: bool = 
     set_seed(cfg.seed)
     batches = EpochBatches(training_images(cfg, images), cfg.batch_size, cfg.seed)
     rng = make_generator(cfg.seed)
-    with strategy.scope():
+    with strategy.scope(), precision.dtype_policy(cfg.mixed_precision):
         simsiam = simsiam_for(cfg)
         state = framework1.build_state(cfg, simsiam.encoder, simsiam.dim, rng)
     d_batch_step, g_batch_step = framework1.make_batch_steps(state, cfg, strategy)
