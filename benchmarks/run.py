@@ -50,7 +50,8 @@ class Plan:
         trainer: key of ``DEFAULT_MODE`` (None: not a trainer's step).
         invocations: argument lists; each runs as its own process (one per mode where the script allows it,
             so each mode's memory is measured in a fresh process).
-        budget_s: wall seconds for all invocations together (quick setting only).
+        budget_s: wall seconds for all invocations together (quick setting only); each invocation may use an
+            equal share of what the earlier ones left.
     """
 
     trainer: str | None
@@ -60,16 +61,21 @@ class Plan:
 
 # Budgets add up to TOTAL_BUDGET_S. Arguments keep the original batch and network sizes; they only choose
 # which configurations run (e.g. ConGAN's CIFAR-10 network, not the GPU-sized 64-px one; LatentCLR's direction
-# models on the identity generator, whose cost is the direction model, projector, loss and optimizer alone).
+# models on the identity generator, whose cost is the direction model, projector, loss and optimizer alone) and
+# split the modes over processes: the trainers' default mode first, eager (the slowest, never a default) last.
 PLANS = {
-    "bench_congan.py": Plan("congan", (("--configs", "cifar32"),), 150),
+    "bench_congan.py": Plan("congan", (("--configs", "cifar32", "--modes", "tf.function"),
+                                       ("--configs", "cifar32", "--modes", "xla"),
+                                       ("--configs", "cifar32", "--modes", "eager")), 150),
     "bench_glo.py": Plan("glo", ((),), 60),
     "bench_input.py": Plan(None, ((),), 75),
-    "bench_latentclr.py": Plan("latentclr", (("--generator", "identity"),), 60),
+    "bench_latentclr.py": Plan("latentclr", tuple(("--generator", "identity", "--mode", mode)
+                                                  for mode in ("tf.function", "xla", "eager")), 60),
     "bench_metrics.py": Plan(None, ((),), 30),
-    "bench_selfcond.py": Plan("selfcond", ((),), 150),
-    "bench_slogan_cifar2.py": Plan("slogan_cifar2", (("--mode", "eager"), ("--mode", "tf.function"),
-                                                     ("--mode", "xla")), 240),
+    "bench_selfcond.py": Plan("selfcond", (("--modes", "tf.function"), ("--modes", "xla", "--skip_recluster"),
+                                           ("--modes", "eager", "--skip_recluster")), 150),
+    "bench_slogan_cifar2.py": Plan("slogan_cifar2", (("--mode", "tf.function"), ("--mode", "xla"),
+                                                     ("--mode", "eager")), 240),
     "bench_slogan_synthetic.py": Plan("slogan_synthetic", (("--modes", "tf.function"), ("--modes", "xla")), 75),
 }
 
@@ -339,8 +345,10 @@ def main(argv: list[str]) -> int:
         budget = min(plan.budget_s * args.budget_scale, left) if quick else None
         print(f"== {script.name}" + (f" (budget {budget:.0f} s)" if budget else ""), file=sys.stderr, flush=True)
         errors = []
-        for invocation in plan.invocations:
-            remaining = None if budget is None else budget - (time.perf_counter() - started)
+        for k, invocation in enumerate(plan.invocations):
+            remaining = None
+            if budget is not None:  # an equal share of what is left, so one slow mode cannot starve the others
+                remaining = (budget - (time.perf_counter() - started)) / (len(plan.invocations) - k)
             if remaining is not None and remaining <= 1:
                 errors.append(f"{' '.join(invocation) or 'run'}: not run, budget used up")
                 continue
