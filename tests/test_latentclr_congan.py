@@ -89,6 +89,10 @@ def test_framework2_samplers_spaces_and_weight_files(runs):
         ProjectGenerator("congan", str(runs["f2"]), feature_layer="block1", data_dir=str(runs["f2"] / "nothing"))
     with pytest.raises(UsageError, match="sample_repr"):
         ProjectGenerator("congan", str(runs["f2"]), feature_layer="block1", sample_repr="spherical")
+    with pytest.raises(UsageError, match="fix_slerp=true"):  # the notebook's slerp gives NaN
+        ProjectGenerator("congan", str(runs["f2"]), feature_layer="block1", sample_repr="slerp")
+    slerped = ProjectGenerator("congan", str(runs["f2"]), feature_layer="block1", sample_repr="slerp", fix_slerp=True)
+    assert np.isfinite(slerped.sample_latent(3, seed=0)).all()
 
 
 def test_framework1_stages_and_context(runs):

@@ -9,7 +9,8 @@ Framework 2 (the conditional SN-ResNet / SN-DCGAN G(T(r, n), r)):
 - latent (``latent_space: joint``, the default for a representation-conditioned run): z = [r ; n],
   S = repr_dim + noise_dim; r is drawn like ConGAN's samplers (``sample_repr``, default the run's
   training-time source: ``real`` r = E(x) + repr_noise e on training images x, ``lerp`` / ``slerp`` of two
-  such, ``gaussian`` / ``prior_gaussian`` N(0, I), ``uniform`` U(-1, 1), ``prior_uniform`` 0.01 U(0, 1)) and
+  such (``slerp`` only as ConGAN's fixed slerp, ``fix_slerp``: the notebook's gives NaN), ``gaussian`` /
+  ``prior_gaussian`` N(0, I), ``uniform`` U(-1, 1), ``prior_uniform`` 0.01 U(0, 1)) and
   n ~ N(0, I) as ConGAN draws its noise. ``latent_space: noise`` edits n only and holds r fixed (one draw of
   the sampler with ``fixed_repr_seed``); it is the default for runs whose G ignores r (``--conditioning none*``).
   SimSiam's BatchNorm uses batch statistics by default (``simsiam_bn_mode``), so the images are encoded in
@@ -164,12 +165,11 @@ class ReprSampler:
         t = tf.constant(rng.uniform(0.0, 1.0, n).astype(np.float32))
         if m == "lerp":
             return lerp(tf.constant(r1), tf.constant(r2), t).numpy()
-        strict = bool(getattr(self.cfg, "strict_original_slerp", False))
-        return slerp(tf.constant(r1), tf.constant(r2), t, strict_original=strict).numpy()
+        return slerp(tf.constant(r1), tf.constant(r2), t, fix=True).numpy()  # load_framework2 refuses the NaN one
 
 
 def load_framework2(run_dir: Path, cfg, checkpoint, class_name=None, sample_repr=None, latent_space=None,
-                    data_dir=None, encode_batch=None, fixed_repr_seed: int = 0, **unused) -> Source:
+                    data_dir=None, encode_batch=None, fixed_repr_seed: int = 0, fix_slerp=None, **unused) -> Source:
     from congan import framework2
     from congan.simsiam import SimSiam
 
@@ -194,6 +194,9 @@ def load_framework2(run_dir: Path, cfg, checkpoint, class_name=None, sample_repr
     method = sample_repr or cfg.sample_repr
     if method not in REPR_SOURCES:
         raise UsageError(f"generator.sample_repr must be one of {REPR_SOURCES} (null: the run's), got {method!r}")
+    if method == "slerp" and not (getattr(cfg, "fix_slerp", False) if fix_slerp is None else fix_slerp):
+        raise UsageError("generator.sample_repr=slerp: the notebook's slerp (the run's default, --fix_slerp off) "
+                         "gives NaN representations; set generator.fix_slerp=true, or sample_repr=lerp / real")
     space = latent_space or ("joint" if cfg.conditioning == "repr" else "noise")
     if space not in LATENT_SPACES:
         raise UsageError(f"generator.latent_space must be one of {LATENT_SPACES} (null: by the run), got {space!r}")
