@@ -26,9 +26,10 @@ ITERATIONS = 3
 # Adam with β1 = 0 steps by lr·g / (|g| + ε/sqrt(0.1)): with ε = 1e-8 a gradient entry at rounding-noise level
 # (1e-8, e.g. the dense biases in front of G's BatchNorms, whose true gradient is 0) becomes a step of up to ±lr,
 # so another summation order (two replicas, another kernel) moves such an entry by ~lr. The comparisons run both
-# sides with ε = 1e-4, which keeps such steps proportional to the gradient; every other piece of the step is
+# sides with ε = 1e-2, which keeps such steps proportional to the gradient (the Adam slots still hold the raw
+# gradients: m = g for β1 = 0, so they are compared at full scale); every other piece of the step is
 # the trainer's.
-COMPARISON_EPSILON = 1e-4
+COMPARISON_EPSILON = 1e-2
 
 
 def two_cpus() -> list[str]:
@@ -107,7 +108,7 @@ def test_two_replicas_match_one_device(one_device):
 @pytest.mark.slow
 def test_two_replicas_match_one_device_with_sum_reduction_and_two_critic_steps():
     strategy = tf.distribute.MirroredStrategy(two_cpus())
-    assert_same(run_iterations(reduce_fn="max", n_critic=2), run_iterations(strategy, reduce_fn="max", n_critic=2),
+    assert_same(run_iterations(reduce_fn="sum", n_critic=2), run_iterations(strategy, reduce_fn="sum", n_critic=2),
                 rtol=1e-5, atol=1e-6)
 
 
@@ -115,9 +116,53 @@ def test_tf_function_iterations_match_eager_ones(one_device):
     assert_same(run_iterations(mode="eager"), one_device, rtol=1e-5, atol=1e-6)
 
 
+class FixedNormals:
+    """Stand-in for the spectral-norm projection's random generator: fixed start vectors u, v that XLA and TF
+    compute alike (their random kernels map the same Philox bits to different floats)."""
+
+    def normal(self, shape):
+        return tf.sin(1.3 * tf.cast(tf.range(shape[0]), tf.float32) + 0.5)
+
+
+def run_updates(mode: str):
+    """ITERATIONS D and joint updates fed with the same NumPy draws (real batch, z, ε, Gumbel uniforms)."""
+    config = SyntheticConfig(**TINY, jit_compile=mode == "xla")
+    set_seed(config.seed)
+    train, evaluation = build_synthetic_streams(config.seed)
+    state = SyntheticState(config, train, evaluation)
+    for optimizer in (state.opt_g, state.opt_d, state.opt_e):
+        optimizer.epsilon = COMPARISON_EPSILON
+    for layer in state.encoder.layers:
+        if getattr(layer, "kernel_constraint", None) is not None:
+            layer.kernel_constraint.generator = FixedNormals()
+    steps = make_train_steps(state, config)
+    rng = np.random.default_rng(0)
+    batch, dim, k = config.batch_size, config.latent_dim, config.num_cluster
+
+    def draw(*shape, scale=1.0, low=None):
+        values = rng.uniform(size=shape) if low is not None else scale * rng.normal(size=shape)
+        return tf.constant(values, tf.float32)
+
+    outputs = []
+    with eagerly(mode == "eager"):
+        for _ in range(ITERATIONS):
+            d_loss, parts, _ = steps.d_update(draw(batch, 2, scale=0.5), draw(batch, dim, scale=0.3),
+                                              draw(batch, 1, low=0))
+            terms, _, _, applied = steps.joint_update(draw(batch, dim, scale=0.3), draw(batch, k, low=0))
+            outputs.append({"d": float(d_loss), "d_real": float(parts["d_real"]), "g_total": float(terms.loss),
+                            "lc": float(tf.reduce_mean(terms.lc)), "applied": float(tf.reduce_sum(
+                                tf.cast(applied, tf.float32)))})
+    return state_values(state), outputs
+
+
 @pytest.mark.slow
-def test_xla_iterations_match_eager_ones():
-    assert_same(run_iterations(mode="eager"), run_iterations(mode="xla"), rtol=1e-5, atol=1e-6)
+def test_xla_updates_match_eager_ones():
+    """With the same random draws, the XLA-compiled D and joint updates give the eager updates' values.
+
+    (The XLA-compiled ``iteration`` itself draws other numbers from the same seed: XLA's random kernels turn the
+    generator's bits into floats differently, so --jit_compile runs are another sample path of the same seed.)
+    """
+    assert_same(run_updates("eager"), run_updates("xla"), rtol=1e-5, atol=1e-6)
 
 
 def test_strategy_checks():

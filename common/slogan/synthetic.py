@@ -336,6 +336,8 @@ class TrainSteps(NamedTuple):
     iteration: Callable  # n_critic D steps, then the joint step; returns a dict of scalar tensors
     d_step: Callable  # one D step; returns (L_D, parts, applied)
     joint_step: Callable  # one G / E / prior step; returns (GeneratorTerms, temperature, rates, applied [5])
+    d_update: Callable  # the D step after its draws: (x_real [B, 2], z [B, d], epsilon [B, 1]) -> as d_step
+    joint_update: Callable  # the joint step after its draws: (z [B, d], uniform [B, K]) -> as joint_step
 
 
 def make_train_steps(state: SyntheticState, config: SyntheticConfig) -> TrainSteps:
@@ -377,9 +379,14 @@ def make_train_steps(state: SyntheticState, config: SyntheticConfig) -> TrainSte
 
     def d_step():
         x_real = tf.gather(state.train_data, state.train_stream.next_indices())
-        rates = schedules.learning_rates(state.step.read_value(), iterations, config.lr, config.lr_stein)
         z = pr.sample(batch, seed=stateless_seed(state.noise))
         epsilon = state.noise.uniform([batch, 1])
+        return d_update(x_real, z, epsilon)
+
+    def d_update(x_real, z, epsilon):
+        # Everything after the draws (XLA's random kernels draw other numbers than TF's for the same seed, so
+        # the compiled-vs-eager tests feed both the same draws through here).
+        rates = schedules.learning_rates(state.step.read_value(), iterations, config.lr, config.lr_stein)
         loss, parts, grads = replicas.first_local(strategy, strategy.run(d_replica, args=(x_real, z, epsilon)))
         ok = apply_if_finite(state.opt_d, grads, d.trainable_variables, rates.d, config.skip_nonfinite)
         state.step.assign_add(tf.cast(ok, tf.int64))
@@ -401,14 +408,19 @@ def make_train_steps(state: SyntheticState, config: SyntheticConfig) -> TrainSte
         return terms, replicas.gather(dldz), replicas.all_sum(grads[1:])
 
     def joint_step():
-        step = state.step.read_value()
-        rates = schedules.learning_rates(step, iterations, config.lr, config.lr_stein)
-        temperature = schedules.temperature(step, iterations, config.start_temp, config.end_temp)
-        weight = schedules.u2c_weight(config.coeff, temperature)
         pi, means, covariances = pr.pi, pr.means(), pr.covariances()
         z = tf.stop_gradient(prior.mixture_distribution(pi, means, covariances).sample(
             batch, seed=stateless_seed(state.noise)))
         uniform = state.noise.uniform([batch, config.num_cluster])
+        return joint_update(z, uniform, pi, means, covariances)
+
+    def joint_update(z, uniform, pi=None, means=None, covariances=None):
+        if pi is None:
+            pi, means, covariances = pr.pi, pr.means(), pr.covariances()
+        step = state.step.read_value()
+        rates = schedules.learning_rates(step, iterations, config.lr, config.lr_stein)
+        temperature = schedules.temperature(step, iterations, config.start_temp, config.end_temp)
+        weight = schedules.u2c_weight(config.coeff, temperature)
         g_vars, e_vars = g.trainable_variables, e.trainable_variables
         terms, dldz, grads = replicas.first_local(strategy, strategy.run(
             joint_replica, args=(z, uniform, pi, means, covariances, temperature, weight)))
@@ -444,7 +456,8 @@ def make_train_steps(state: SyntheticState, config: SyntheticConfig) -> TrainSte
             "skipped/joint": tf.reduce_sum(1 - tf.cast(applied, tf.int32)),
         }
 
-    return TrainSteps(iteration, tf.function(d_step, **compile_options), tf.function(joint_step, **compile_options))
+    return TrainSteps(iteration, *(tf.function(f, **compile_options) for f in (d_step, joint_step, d_update,
+                                                                               lambda z, u: joint_update(z, u))))
 
 
 def make_train_step(state: SyntheticState, config: SyntheticConfig):
