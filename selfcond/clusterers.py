@@ -212,6 +212,8 @@ class KMeansClusterer(Clusterer):
         self.fitted = tf.Variable(False, trainable=False, name="fitted")
         self.fits = tf.Variable(0, dtype=tf.int64, trainable=False, name="fits")  # seeds successive k-means
         self._cache = _FunctionCache()
+        # How cluster_features runs D: "tf.function" (default), "xla" or "eager" (benchmarks/bench_selfcond.py).
+        self.feature_mode = "tf.function"
 
     # --- features ---------------------------------------------------------------------------------
     def _source(self):
@@ -222,7 +224,9 @@ class KMeansClusterer(Clusterer):
         if self.x is None:
             raise ValueError("this clusterer was built without its clustering images; it can only label")
         source = self._source()
-        fn = tf.function(source.features, reduce_retracing=True)
+        fn = source.features
+        if self.feature_mode != "eager":
+            fn = tf.function(fn, reduce_retracing=True, jit_compile=self.feature_mode == "xla")
         outputs = [np.asarray(fn(tf.constant(self.x[i:i + self.batch_size])))
                    for i in range(0, len(self.x), self.batch_size)]
         return np.concatenate(outputs, axis=0)

@@ -358,6 +358,31 @@ def test_selfcondgan_keeps_labels_through_reclustering():
     np.testing.assert_allclose(clusterer.sampling_distribution(100), [1 / 3] * 3)
 
 
+def test_cluster_features_in_each_mode():
+    """``feature_mode`` (eager, tf.function, xla; the benchmark's switch) changes how D runs, not the features."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(250, 2)).astype(np.float32)  # chunks of 100, 100 and 50
+    w = tf.constant(rng.normal(size=(2, 2)), tf.float32)
+    eager_calls = []
+
+    def transform(a):
+        eager_calls.append(tf.executing_eagerly())
+        return tf.tanh(tf.matmul(a, w))
+
+    clusterer = clusterers.build_clusterer("selfcondgan", k_value=3, x_cluster=x, snapshot=StubSnapshot(),
+                                           feature_dim=2, seed=0)
+    clusterer.snapshot.update(StubSource(transform))
+    features = {}
+    for mode in ("eager", "tf.function", "xla"):
+        clusterer.feature_mode = mode
+        eager_calls.clear()
+        features[mode] = clusterer.cluster_features()
+        assert eager_calls and all(eager_calls) == (mode == "eager") and any(eager_calls) == (mode == "eager")
+    np.testing.assert_allclose(features["eager"], np.tanh(x @ w.numpy()), rtol=1e-5, atol=1e-6)
+    for mode in ("tf.function", "xla"):
+        np.testing.assert_allclose(features[mode], features["eager"], rtol=1e-5, atol=1e-6)
+
+
 def test_random_and_supervised_labels():
     rand = clusterers.build_clusterer("random_labels", k_value=2, seed=3)
     draws = rand.get_labels(tf.zeros([1000, 2]), None).numpy()
