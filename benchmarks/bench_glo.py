@@ -1,6 +1,6 @@
-"""GLO train-step throughput: MNIST- and CIFAR-sized inputs, tf.function and XLA (one JSON line each).
+"""GLO train-step throughput: MNIST- and CIFAR-sized inputs, eager, tf.function and XLA (one JSON line each).
 
-    python benchmarks/bench_glo.py [--batch_size 16] [--repeats 5]
+    python benchmarks/bench_glo.py [--batch_size 16] [--repeats 5] [--modes eager tf.function xla]
 
 The measured call is the compiled iteration of ``glo.train.make_train_step`` (generator Adam step, code
 gradient with the updated generator, code step and projection, diagnostic forward, code-table write) on
@@ -32,7 +32,11 @@ CASES = {"MNIST": ((28, 28, 1), 10), "CIFAR10": ((32, 32, 3), 35)}
 NUM_CODES = 4096
 
 
-def measure(dataset: str, batch_size: int, jit_compile: bool, repeats: int) -> dict:
+MODES = ("eager", "tf.function", "xla")
+
+
+def measure(dataset: str, batch_size: int, mode: str, repeats: int) -> dict:
+    jit_compile = mode == "xla"
     shape, dim = CASES[dataset]
     rng = np.random.default_rng(0)
     codes = rng.standard_normal((NUM_CODES, dim)).astype(np.float32)
@@ -46,9 +50,13 @@ def measure(dataset: str, batch_size: int, jit_compile: bool, repeats: int) -> d
     images = tf.constant(rng.uniform(-1, 1, (batch_size, *shape)).astype(np.float32))
     batches = [tf.constant(rng.permutation(NUM_CODES)[:batch_size].astype(np.int32)) for _ in range(8)]
     counter = iter(range(10**9))
-    result = time_calls(lambda: step(images, batches[next(counter) % len(batches)]), repeats=repeats,
-                        sync=lambda out: float(out["loss"]))
-    return {"bench": f"glo_train_step_{dataset.lower()}", "mode": "xla" if jit_compile else "tf.function",
+    tf.config.run_functions_eagerly(mode == "eager")
+    try:
+        result = time_calls(lambda: step(images, batches[next(counter) % len(batches)]), repeats=repeats,
+                            sync=lambda out: float(out["loss"]))
+    finally:
+        tf.config.run_functions_eagerly(False)
+    return {"bench": f"glo_train_step_{dataset.lower()}", "mode": mode,
             "batch": batch_size, "image_shape": list(shape), "latent_dim": dim,
             "examples_per_sec": round(result["steps_per_sec"] * batch_size, 1), **result}
 
@@ -57,11 +65,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch_size", type=int, default=16, help="the trainer's default")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     args = parser.parse_args()
     info = {**machine(), "tensorflow": tf.__version__}
     for dataset in CASES:
-        for jit_compile in (False, True):
-            emit({**measure(dataset, args.batch_size, jit_compile, args.repeats), "machine": info})
+        for mode in args.modes:
+            emit({**measure(dataset, args.batch_size, mode, args.repeats), "machine": info})
 
 
 if __name__ == "__main__":

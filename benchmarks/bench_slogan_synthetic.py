@@ -1,6 +1,6 @@
-"""SLOGAN synthetic: one training iteration (D step + joint G/E/prior step), tf.function and XLA; JSON lines.
+"""SLOGAN synthetic: one training iteration (D step + joint G/E/prior step), eager, tf.function and XLA; JSON lines.
 
-    python benchmarks/bench_slogan_synthetic.py [--repeats 5] [--calls 20] [--modes tf.function xla]
+    python benchmarks/bench_slogan_synthetic.py [--repeats 5] [--calls 20] [--modes eager tf.function xla]
 
 The measured call is the loop's ``iteration`` of ``common.slogan.synthetic.make_train_steps`` with the
 original's defaults (K = 8, d = 64, batch 128, n_critic 1, LP). Also measured: the periodic work of the run
@@ -18,6 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
 
 from benchmarks.harness import emit, machine, time_calls  # noqa: E402
 from common.slogan.data import build_synthetic_streams  # noqa: E402
@@ -51,7 +53,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--calls", type=int, default=20, help="iterations per timed repeat")
-    parser.add_argument("--modes", nargs="+", default=["tf.function", "xla"], choices=["tf.function", "xla"])
+    parser.add_argument("--modes", nargs="+", default=["eager", "tf.function", "xla"],
+                        choices=["eager", "tf.function", "xla"])
     args = parser.parse_args()
     train, evaluation = build_synthetic_streams(0)
     periodic = None
@@ -59,8 +62,12 @@ def main() -> None:
         config = SyntheticConfig(jit_compile=mode == "xla")
         state = SyntheticState(config, train, evaluation)
         steps = make_train_steps(state, config)
-        result = time_calls(steps.iteration, repeats=args.repeats, calls_per_repeat=args.calls,
-                            sync=lambda out: float(out["loss/d"]))
+        tf.config.run_functions_eagerly(mode == "eager")
+        try:
+            result = time_calls(steps.iteration, repeats=args.repeats, calls_per_repeat=args.calls,
+                                sync=lambda out: float(out["loss/d"]))
+        finally:
+            tf.config.run_functions_eagerly(False)
         if periodic is None:
             periodic = measure_periodic(state, config)
         per_iteration = 1.0 / result["steps_per_sec"]

@@ -45,21 +45,31 @@ def as_dict(config) -> dict:
     return json.loads(json.dumps(raw, default=str))
 
 
-def config_differences(saved: Mapping, current: Mapping, ignore: Iterable[str] = RESUME_SAFE_KEYS) -> list[str]:
-    """Human-readable lines ``key: saved -> current`` for every setting that differs."""
-    ignore = set(ignore)
+def config_differences(saved: Mapping, current: Mapping, ignore: Iterable[str] = RESUME_SAFE_KEYS,
+                       added: Mapping | None = None) -> list[str]:
+    """Human-readable lines ``key: saved -> current`` for every setting that differs.
+
+    Args:
+        added: settings introduced after some run folders were written, with the value that reproduces the
+            behaviour from before; a key absent from ``saved`` compares as that value (so an old folder still
+            resumes with the new flag at its default, and is refused with the new flag set).
+    """
+    ignore, added = set(ignore), dict(added or {})
     lines = []
     for key in sorted(set(saved) | set(current)):
         if key in ignore:
             continue
-        old, new = saved.get(key, "<absent>"), current.get(key, "<absent>")
+        old, new = saved.get(key, added.get(key, "<absent>")), current.get(key, "<absent>")
         if old != new:
             lines.append(f"{key}: {old!r} -> {new!r}")
     return lines
 
 
-def prepare_run_dir(run_dir: str | Path, config, ignore: Iterable[str] = RESUME_SAFE_KEYS) -> tuple[Path, bool]:
+def prepare_run_dir(run_dir: str | Path, config, ignore: Iterable[str] = RESUME_SAFE_KEYS,
+                    added: Mapping | None = None) -> tuple[Path, bool]:
     """Create ``run_dir`` and its ``config.json``, or check the saved one when resuming.
+
+    ``added``: see :func:`config_differences` (flags newer than the saved ``config.json``).
 
     Returns:
         ``(run_dir, resuming)``; ``resuming`` is True when the folder already had a ``config.json``.
@@ -76,7 +86,7 @@ def prepare_run_dir(run_dir: str | Path, config, ignore: Iterable[str] = RESUME_
             saved = json.loads(saved_path.read_text())
         except json.JSONDecodeError as err:
             raise UsageError(f"{saved_path}: not valid JSON ({err}); expected the config of an earlier run") from err
-        diffs = config_differences(saved, current, ignore)
+        diffs = config_differences(saved, current, ignore, added)
         if diffs:
             raise UsageError(
                 f"{run_dir} holds a run with a different configuration ({'; '.join(diffs)}); "

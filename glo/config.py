@@ -51,6 +51,7 @@ class TrainConfig:
     gpu: str = "0"
     devices: str | None = None  # hidden: explicit tf.distribute devices, e.g. "/cpu:0,/cpu:1" (tests)
     jit_compile: bool = False
+    mixed_precision: bool = False
     no_progress: bool = False
 
     def __post_init__(self):
@@ -166,6 +167,9 @@ def trainer_parser() -> argparse.ArgumentParser:
                         "the CPU; TF_CONFIG in the environment selects multi-worker training")
     g.add_argument("--devices", type=str, default=None, help=argparse.SUPPRESS)  # e.g. /cpu:0,/cpu:1 (tests)
     g.add_argument("--jit_compile", action="store_true", help="compile the train step with XLA (one device only)")
+    g.add_argument("--mixed_precision", action="store_true",
+                   help="float16 computation in the generator's first four blocks (mixed_float16; float32 "
+                        "variables, BatchNorm statistics, output and losses) with dynamic loss scaling (GPUs)")
     g.add_argument("--no_progress", action="store_true", help="no progress bar")
     return p
 

@@ -107,7 +107,7 @@ class BilinearDeconv(keras.layers.Layer):
         self.conv = keras.layers.Conv2D(
             filters, 4, strides=1, padding="same", use_bias=True, name="conv2d",
             kernel_initializer=keras.initializers.TruncatedNormal(stddev=INIT_STDDEV),
-            bias_initializer="zeros",
+            bias_initializer="zeros", dtype=self.dtype_policy,
         )
         self.activation = keras.activations.get(activation)
 
@@ -152,15 +152,20 @@ class Generator(keras.Model):
         image_shape: (h, w, c) of the dataset; the network always produces 32x32 and resizes to (h, w).
         channels: the five block widths (:func:`channel_table`); the last must equal c.
         xla_safe: resize with gathers, for train steps compiled with XLA (:func:`legacy_resize_bilinear`).
+        mixed_precision: blocks 1-4 and their BatchNorms compute in float16 with float32 variables (Keras'
+            ``mixed_float16`` policy; BatchNorm keeps its statistics in float32); the tanh block and the output
+            stay float32, so losses and code gradients are float32.
 
     BatchNorm runs in training mode whatever ``training`` says (spec §4.3, bug #6 kept): an output depends on
     the other codes of its batch, exactly as in the original's trainer and evaler.
     """
 
     def __init__(self, latent_dim: int, image_shape: tuple[int, int, int], channels: tuple[int, ...],
-                 xla_safe: bool = False, **kwargs):
+                 xla_safe: bool = False, mixed_precision: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.xla_safe = xla_safe
+        self.mixed_precision = bool(mixed_precision)
+        inner = "mixed_float16" if mixed_precision else None
         if len(channels) != NUM_BLOCKS or channels[-1] != image_shape[-1]:
             raise ValueError(f"channels {channels} must have {NUM_BLOCKS} entries ending in c={image_shape[-1]}")
         self.latent_dim = int(latent_dim)
@@ -169,9 +174,11 @@ class Generator(keras.Model):
         # One attribute per layer: Keras 3 does not expose layers kept in Python lists to tf.train.Checkpoint.
         for k, width in enumerate(self.channels, start=1):
             activation = "tanh" if k == NUM_BLOCKS else "relu"
-            setattr(self, f"deconv{k}", BilinearDeconv(width, activation, xla_safe, name=f"deconv{k}"))
+            policy = "float32" if k == NUM_BLOCKS else inner
+            setattr(self, f"deconv{k}", BilinearDeconv(width, activation, xla_safe, name=f"deconv{k}", dtype=policy))
         for k in range(1, NUM_BLOCKS):
-            setattr(self, f"bn{k}", BatchNorm(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"batch_norm{k}"))
+            setattr(self, f"bn{k}", BatchNorm(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"batch_norm{k}",
+                                              dtype=inner))
 
     @property
     def blocks(self) -> list[BilinearDeconv]:
@@ -204,13 +211,14 @@ class Generator(keras.Model):
 
     def get_config(self):
         return {"latent_dim": self.latent_dim, "image_shape": self.image_shape, "channels": self.channels,
-                "xla_safe": self.xla_safe}
+                "xla_safe": self.xla_safe, "mixed_precision": self.mixed_precision}
 
 
 def build_generator(latent_dim: int, image_shape: tuple[int, int, int], dataset: str | None = None,
-                    xla_safe: bool = False) -> Generator:
+                    xla_safe: bool = False, mixed_precision: bool = False) -> Generator:
     """A built generator for ``dataset`` (MNIST / SVHN / CIFAR10, or None for a folder dataset)."""
-    generator = Generator(latent_dim, image_shape, channel_table(dataset, image_shape[-1]), xla_safe, name="g")
+    generator = Generator(latent_dim, image_shape, channel_table(dataset, image_shape[-1]), xla_safe,
+                          mixed_precision, name="g")
     generator.build((None, latent_dim))
     return generator
 

@@ -49,6 +49,8 @@ MAX_SUMMARY_IMAGES = 4
 # Flags that may change when a run folder is resumed: they do not change the trained numbers.
 RESUME_IGNORED = RESUME_SAFE_KEYS | {"max_steps", "log_step", "summary_step", "eval_step", "eval_batches",
                                      "max_to_keep", "no_image_cache", "no_progress"}
+# Flags newer than some run folders, with the value an older config.json implies (it then still resumes).
+ADDED_FLAGS = {"mixed_precision": False}
 
 
 @dataclasses.dataclass
@@ -81,13 +83,16 @@ def learning_rate(cfg: TrainConfig):
     return cfg.learning_rate
 
 
-def make_optimizer(cfg: TrainConfig) -> keras.optimizers.Adam:
+def make_optimizer(cfg: TrainConfig) -> keras.optimizers.Optimizer:
     """TF1 ``optimize_loss(Adam, clip_gradients=20)``: Adam(0.9, 0.999, eps 1e-8), global-norm clipping at 20.
 
     Keras 3's Adam has the TF1 form: step lr * sqrt(1 - b2^t) / (1 - b1^t) and eps added to the uncorrected sqrt(v).
+    With ``--mixed_precision`` it is wrapped in a dynamic ``LossScaleOptimizer`` (gradients unscaled before the
+    clipping; a step with non-finite gradients is skipped and halves the scale).
     """
-    return keras.optimizers.Adam(learning_rate(cfg), beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+    adam = keras.optimizers.Adam(learning_rate(cfg), beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                                  global_clipnorm=CLIP_NORM)
+    return keras.optimizers.LossScaleOptimizer(adam) if cfg.mixed_precision else adam
 
 
 def make_train_step(state: TrainState, *, alpha: float, loss_fn, update_mode: str, jit_compile: bool = False,
@@ -119,6 +124,8 @@ def make_train_step(state: TrainState, *, alpha: float, loss_fn, update_mode: st
     generator, optimizer, codes = state.generator, state.optimizer, state.codes
     strategy = strategy or tf.distribute.get_strategy()
     several = strategy.num_replicas_in_sync > 1
+    # --mixed_precision: losses stay float32 and are multiplied by the dynamic loss scale before differentiating.
+    scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
     if jit_compile and several:
         raise UsageError("--jit_compile works on one device only; drop it or use one --gpu")
     alpha = tf.constant(alpha, tf.float32)
@@ -133,7 +140,8 @@ def make_train_step(state: TrainState, *, alpha: float, loss_fn, update_mode: st
         with tf.GradientTape() as tape:
             x_hat = generator(z, training=True)
             loss = local_loss(images, x_hat)
-        grads = tape.gradient(loss, generator.trainable_variables)
+            target = optimizer.scale_loss(loss) if scaled else loss
+        grads = tape.gradient(target, generator.trainable_variables)
         return replicas.all_sum(grads), replicas.all_sum(loss), replicas.gather(x_hat)
 
     def code_step(images, z):
@@ -141,7 +149,11 @@ def make_train_step(state: TrainState, *, alpha: float, loss_fn, update_mode: st
         with tf.GradientTape() as tape:
             tape.watch(z)
             g_loss = local_loss(images, generator(z, training=True))
-        z_new = z - alpha * tape.gradient(g_loss, z)
+            target = optimizer.scale_loss(g_loss) if scaled else g_loss
+        grad = tape.gradient(target, z)
+        if scaled:
+            grad = grad / optimizer.dynamic_scale
+        z_new = z - alpha * grad
         z_new = z_new / tf.norm(z_new, axis=1, keepdims=True)  # no epsilon, as the original's NumPy
         z_loss = local_loss(images, generator(z_new, training=True))
         return replicas.gather(z_new), replicas.all_sum(g_loss), replicas.all_sum(z_loss)
@@ -151,9 +163,16 @@ def make_train_step(state: TrainState, *, alpha: float, loss_fn, update_mode: st
         grads, loss, x_hat = replicas.first_local(strategy, strategy.run(generator_gradients, args=(images, z)))
         variables = generator.trainable_variables
         norm = tf.linalg.global_norm(grads)
+        if scaled:
+            norm = norm / optimizer.dynamic_scale  # the unscaled gradient's norm (read before the scale moves)
         optimizer.apply_gradients(zip(grads, variables))  # clipped to global norm 20 inside
         z_new, g_loss, z_loss = replicas.first_local(strategy, strategy.run(code_step, args=(images, z)))
-        codes.store(positions, z_new, update_mode)
+        if scaled:
+            # A float16 overflow leaves non-finite codes: keep the batch's codes as they are (not marked written).
+            tf.cond(tf.reduce_all(tf.math.is_finite(z_new)), lambda: codes.store(positions, z_new, update_mode),
+                    lambda: None)
+        else:
+            codes.store(positions, z_new, update_mode)
         return {"loss": loss, "g_update": g_loss, "z_update": z_loss, "gradient_norm": norm,
                 "clipped_gradient_norm": tf.minimum(norm, CLIP_NORM), "global_step": optimizer.iterations,
                 "x_hat": x_hat}
@@ -226,7 +245,7 @@ def _train(cfg: TrainConfig, source: glo_data.DataFile) -> Path:
     run_dir = TRAIN_ROOT / train_run_name(cfg, info.label)
     if cfg.run_name is None and run_dir.exists():
         raise UsageError(f"{run_dir} already exists (a run started in the same second); use another --prefix")
-    run_dir, resuming = prepare_run_dir(run_dir, cfg, ignore=RESUME_IGNORED)
+    run_dir, resuming = prepare_run_dir(run_dir, cfg, ignore=RESUME_IGNORED, added=ADDED_FLAGS)
     log.log(INFOV, "Train Dir: %s", run_dir)
 
     strategy = make_run_strategy(cfg)
@@ -304,7 +323,7 @@ def build_state(cfg: TrainConfig, source: glo_data.DataFile, store: CodeStore,
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         generator = build_generator(source.latent_dim, source.image_shape, source.info.named,
-                                    xla_safe=cfg.jit_compile)
+                                    xla_safe=cfg.jit_compile, mixed_precision=cfg.mixed_precision)
         optimizer = make_optimizer(cfg)
         optimizer.build(generator.trainable_variables)  # slots exist before a checkpoint is restored into them
     seed = cfg.seed if cfg.seed is not None else secrets.randbits(62)

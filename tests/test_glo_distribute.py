@@ -1,4 +1,5 @@
-"""GLO train step: two replicas equal one device; eager, tf.function and XLA steps agree; the --gpu/--devices wiring.
+"""GLO train step: two replicas equal one device; eager, tf.function and XLA steps agree; the --gpu/--devices
+wiring; --mixed_precision; old run folders still resume.
 
 Tiny MNIST-shaped datasets written by glo/testing.py; the two-replica tests use the 2 logical CPUs of conftest.
 """
@@ -9,6 +10,7 @@ import contextlib
 import dataclasses
 import json
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -150,3 +152,43 @@ def test_a_config_json_written_before_the_devices_flag_still_resumes(tmp_path):
     assert prepare_run_dir(tmp_path, cfg, ignore=train.RESUME_IGNORED)[1]
     moved = dataclasses.replace(cfg, gpu="-1", devices="/cpu:0,/cpu:1")  # devices never block a resume
     assert prepare_run_dir(tmp_path, moved, ignore=train.RESUME_IGNORED)[1]
+
+
+def test_mixed_precision_steps_are_finite(dataset):
+    """--mixed_precision: float16 blocks, float32 variables / output / losses, dynamic loss scaling."""
+    info = glo_data.describe(str(dataset))
+    source = glo_data.DataFile(info, writable=False)
+    try:
+        set_seed(0)
+        cfg = TrainConfig(mixed_precision=True, seed=0)
+        state = train.build_state(cfg, source, code_store.CodeStore(source.file, info.train_ids))
+        assert isinstance(state.optimizer, keras.optimizers.LossScaleOptimizer)
+        assert state.generator.deconv1.conv.compute_dtype == "float16"
+        assert state.generator.deconv5.conv.compute_dtype == "float32"
+        step = train.make_train_step(state, alpha=5.0, loss_fn=losses.moment_loss, update_mode="first_only")
+        before = state.codes.table.numpy()
+        for positions in POSITIONS:
+            images = source.images([info.train_ids[p] for p in positions])
+            out = step(tf.constant(images), tf.constant(positions, tf.int32))
+            assert out["x_hat"].dtype == tf.float32
+            assert all(np.isfinite(float(out[k])) for k in ("loss", "g_update", "z_update", "gradient_norm"))
+        assert int(state.optimizer.iterations.numpy()) >= 1  # at most the first steps are skipped by the scaling
+        assert all(v.dtype == "float32" for v in state.generator.weights)
+        written = state.codes.written.numpy() > 0
+        codes = state.codes.table.numpy()
+        assert written.any() and np.isfinite(codes).all()
+        np.testing.assert_allclose(np.linalg.norm(codes[written], axis=1), 1.0, atol=1e-5)
+        assert not np.allclose(codes[written], before[written])
+    finally:
+        source.close()
+
+
+def test_a_config_json_written_before_the_mixed_precision_flag(tmp_path):
+    """An old config.json (no mixed_precision key) resumes without the flag and is refused with it."""
+    cfg = config_from_args(TrainConfig, trainer_parser().parse_args(["--run_name", "old"]))
+    (tmp_path / "config.json").write_text(json.dumps({k: v for k, v in as_dict(cfg).items()
+                                                      if k != "mixed_precision"}))
+    assert prepare_run_dir(tmp_path, cfg, ignore=train.RESUME_IGNORED, added=train.ADDED_FLAGS)[1]
+    with pytest.raises(UsageError, match="mixed_precision"):
+        prepare_run_dir(tmp_path, dataclasses.replace(cfg, mixed_precision=True), ignore=train.RESUME_IGNORED,
+                        added=train.ADDED_FLAGS)
