@@ -68,10 +68,10 @@ PLANS = {
                                        ("--configs", "cifar32", "--modes", "xla"),
                                        ("--configs", "cifar32", "--modes", "eager")), 150),
     "bench_glo.py": Plan("glo", ((),), 60),
-    "bench_input.py": Plan(None, ((),), 75),
+    "bench_input.py": Plan(None, ((),), 60),
     "bench_latentclr.py": Plan("latentclr", tuple(("--generator", "identity", "--mode", mode)
                                                   for mode in ("tf.function", "xla", "eager")), 60),
-    "bench_metrics.py": Plan(None, ((),), 30),
+    "bench_metrics.py": Plan(None, ((),), 45),
     "bench_selfcond.py": Plan("selfcond", (("--modes", "tf.function"), ("--modes", "xla", "--skip_recluster"),
                                            ("--modes", "eager", "--skip_recluster")), 150),
     "bench_slogan_cifar2.py": Plan("slogan_cifar2", (("--mode", "tf.function"), ("--mode", "xla"),
