@@ -25,18 +25,12 @@ from congan.config import Framework1Config, SimSiamConfig, resolve, tiny_framewo
 from congan.distribute import StepNoise, make_run_strategy
 from congan.optim import TorchAdam
 from congan.simsiam import SimSiam, TorchSGD, make_pretrain_step
+from tests.devices import two_cpus as _two_cpus
 
 # Float32 summation order differs (halves then sum vs whole batch) and is amplified a little by each training step;
 # one device alone differs by the same order between graph and eager execution. Per-replica BN statistics or
 # unsummed gradients would give differences of order 1e-2 to 1.
 RTOL, ATOL = 1e-4, 1e-5
-
-
-def _two_cpus():
-    names = [d.name for d in tf.config.list_logical_devices("CPU")]
-    if len(names) < 2:
-        pytest.skip("needs the two logical CPUs of tests/conftest.py")
-    return names[:2]
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ Tiny MNIST-shaped datasets written by glo/testing.py; the two-replica tests use 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 
@@ -23,6 +22,7 @@ from glo import data as glo_data
 from glo import losses, train
 from glo.config import TrainConfig, config_from_args, trainer_parser
 from glo.testing import make_dataset
+from tests.devices import eagerly, two_cpus
 
 # Adam's first steps are lr·g / (|g| + ε): with ε = 1e-8 a gradient entry near rounding-noise level becomes a step
 # of up to ±lr, so another summation order (two replicas, XLA kernels) moves such an entry by up to lr. Both sides
@@ -31,22 +31,6 @@ from glo.testing import make_dataset
 COMPARISON_EPSILON = 1e-2
 # Three batches of 8 rows; the first and the last hold an id twice, once in each replica's half.
 POSITIONS = [[0, 1, 2, 3, 4, 5, 6, 0], [7, 8, 9, 10, 11, 12, 13, 14], [15, 3, 16, 17, 18, 19, 20, 3]]
-
-
-def two_cpus() -> list[str]:
-    names = [d.name for d in tf.config.list_logical_devices("CPU")]
-    if len(names) < 2:
-        pytest.skip("TensorFlow was initialised before conftest could split the CPU")
-    return names[:2]
-
-
-@contextlib.contextmanager
-def eagerly(on: bool):
-    tf.config.run_functions_eagerly(on)
-    try:
-        yield
-    finally:
-        tf.config.run_functions_eagerly(False)
 
 
 def run_steps(folder, *, strategy=None, mode="tf.function", update_mode="first_only", loss="moment"):

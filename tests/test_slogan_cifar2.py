@@ -23,6 +23,7 @@ from common.slogan import cifar2_data, cifar2_step, resnet, schedules
 from common.slogan.cifar2 import Cifar2Config, Cifar2Run, grid_image, run
 from common.slogan.cifar2_eval import Cifar2Evaluator, Extractors
 from common.slogan.simclr import simclr_loss
+from tests.devices import two_cpus as _two_cpus
 
 SPEC_FLAGS = {  # spec §2.2: name -> (type, default)
     "log_dir": (str, "./logs/cifar2/"), "gpu": (str, "0"), "ratio_plane": (float, 3), "coeff": (float, 1),
@@ -67,11 +68,6 @@ def tiny_config(**overrides) -> Cifar2Config:
     base = dict(iterations=2, batch_size=4, val_size=100, save_freq=2, log_freq=1, latent_dim=16, channels=8,
                 fid_size=40, is_size=40, val_is_size=40, icfid_real_size=60, icfid_fake_size=30, gpu="-1")
     return Cifar2Config(**{**base, **overrides})
-
-
-def _two_cpus() -> list[str]:
-    """The two logical CPU devices conftest creates (its autouse fixture gives each test fresh collective keys)."""
-    return [d.name for d in tf.config.list_logical_devices("CPU")[:2]]
 
 
 def _values(variables):

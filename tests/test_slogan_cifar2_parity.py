@@ -6,14 +6,13 @@ Fake CIFAR arrays and the tiny stand-in networks of test_slogan_cifar2.py (laten
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from common.seeding import set_seed
 from common.slogan import cifar2_data, cifar2_step
+from tests.devices import eagerly, two_cpus
 from tests.test_slogan_cifar2 import _state_variables, fake_cifar, tiny_config, tiny_networks
 
 ITERATIONS = 2
@@ -22,22 +21,6 @@ ITERATIONS = 2
 # Both sides of each comparison run with ε = 1e-2 instead (the Adam slots still hold the raw gradients, m = g for
 # β1 = 0, so those are compared at full scale); every other piece of the step is the trainer's.
 COMPARISON_EPSILON = 1e-2
-
-
-def two_cpus() -> list[str]:
-    names = [d.name for d in tf.config.list_logical_devices("CPU")]
-    if len(names) < 2:
-        pytest.skip("TensorFlow was initialised before conftest could split the CPU")
-    return names[:2]
-
-
-@contextlib.contextmanager
-def eagerly(on: bool):
-    tf.config.run_functions_eagerly(on)
-    try:
-        yield
-    finally:
-        tf.config.run_functions_eagerly(False)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ Tiny sizes (K = 3, d = 8, batch 16); the two-replica tests use the 2 logical CPU
 
 from __future__ import annotations
 
-import contextlib
 import json
 
 import numpy as np
@@ -20,6 +19,7 @@ from common.seeding import set_seed
 from common.slogan import synthetic_run
 from common.slogan.data import build_synthetic_streams
 from common.slogan.synthetic import SyntheticConfig, SyntheticState, make_train_steps
+from tests.devices import eagerly, two_cpus
 
 TINY = dict(num_cluster=3, latent_dim=8, batch_size=16, eval_size=200, shuffle_buffer=1000, iterations=100)
 ITERATIONS = 3
@@ -30,22 +30,6 @@ ITERATIONS = 3
 # gradients: m = g for β1 = 0, so they are compared at full scale); every other piece of the step is
 # the trainer's.
 COMPARISON_EPSILON = 1e-2
-
-
-def two_cpus() -> list[str]:
-    names = [d.name for d in tf.config.list_logical_devices("CPU")]
-    if len(names) < 2:
-        pytest.skip("TensorFlow was initialised before conftest could split the CPU")
-    return names[:2]
-
-
-@contextlib.contextmanager
-def eagerly(on: bool):
-    tf.config.run_functions_eagerly(on)
-    try:
-        yield
-    finally:
-        tf.config.run_functions_eagerly(False)
 
 
 def state_values(state: SyntheticState) -> dict:

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from common.slogan import resnet
 from common.slogan.layers import TF1BatchNorm
+from tests.devices import two_cpus as _two_cpus
 
 
 @pytest.fixture(scope="module")
@@ -87,11 +88,6 @@ def test_tf1_variable_names_follow_creation_order(full_nets):
     assert dnames["discriminator/conv2d_5/kernel"].shape == (1, 1, 128, 128)  # Down shortcut
     assert dnames["discriminator/dense/kernel"].shape == (128, 1)
     assert len(dnames) == 22
-
-
-def _two_cpus() -> list[str]:
-    """The two logical CPU devices conftest creates (its autouse fixture gives each test fresh collective keys)."""
-    return [d.name for d in tf.config.list_logical_devices("CPU")[:2]]
 
 
 def _bn_step(strategy, x):
