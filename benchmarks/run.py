@@ -67,7 +67,7 @@ PLANS = {
     "bench_congan.py": Plan("congan", (("--configs", "cifar32", "--modes", "tf.function"),
                                        ("--configs", "cifar32", "--modes", "xla"),
                                        ("--configs", "cifar32", "--modes", "eager")), 150),
-    "bench_glo.py": Plan("glo", ((),), 60),
+    "bench_glo.py": Plan("glo", (("--modes", "tf.function"), ("--modes", "xla"), ("--modes", "eager")), 60),
     "bench_input.py": Plan(None, ((),), 60),
     "bench_latentclr.py": Plan("latentclr", tuple(("--generator", "identity", "--mode", mode)
                                                   for mode in ("tf.function", "xla", "eager")), 60),
@@ -76,7 +76,8 @@ PLANS = {
                                            ("--modes", "eager", "--skip_recluster")), 150),
     "bench_slogan_cifar2.py": Plan("slogan_cifar2", (("--mode", "tf.function"), ("--mode", "xla"),
                                                      ("--mode", "eager")), 240),
-    "bench_slogan_synthetic.py": Plan("slogan_synthetic", (("--modes", "tf.function"), ("--modes", "xla")), 75),
+    "bench_slogan_synthetic.py": Plan("slogan_synthetic", (("--modes", "tf.function"), ("--modes", "xla"),
+                                                           ("--modes", "eager")), 75),
 }
 
 
