@@ -91,6 +91,7 @@ def measure(generator: str, model: str, mode: str, k: int, batch_size: int, late
         "compile_s": timing["compile_s"],
         "cpu_ms_per_step": timing["cpu_ms_per_step"],
         "peak_rss_mb": timing["peak_rss_mb"],
+        "step_mem_mb": timing["step_mem_mb"],
         "steps_per_sec_all": timing["steps_per_sec_all"],
         "machine": {**machine(), "tensorflow": tf.__version__},
     }

@@ -1,7 +1,7 @@
 """Self-Conditioned GAN throughput: CIFAR and Stacked-MNIST train steps, one reclustering (JSON lines).
 
     python benchmarks/bench_selfcond.py [--repeats 3] [--nimgs 2500] [--modes eager tf.function xla]
-                                        [--skip_recluster]
+                                        [--skip_recluster | --skip_steps]
 
 Train steps: one iteration of ``selfcond.training.make_train_step`` (clusterer labels of the batch, D step,
 G step) with the configs' networks at full size and batch 64 (``configs/cifar/selfcondgan.yaml``:
@@ -93,9 +93,11 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--datasets", nargs="+", choices=list(CASES), default=list(CASES))
     parser.add_argument("--skip_recluster", action="store_true")
+    parser.add_argument("--skip_steps", action="store_true", help="only the reclustering (benchmarks/run.py "
+                        "gives it its own process and budget)")
     args = parser.parse_args()
     info = {**machine(), "tensorflow": tf.__version__}
-    for dataset in args.datasets:
+    for dataset in args.datasets if not args.skip_steps else ():
         for mode in args.modes:
             emit({**measure_step(dataset, mode, args.repeats, 200), "machine": {**info, "loadavg": load_average()}})
     if not args.skip_recluster:

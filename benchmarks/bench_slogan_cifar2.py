@@ -50,7 +50,9 @@ def measure(mode: str, batch_size: int, channels: int, latent_dim: int, repeats:
         "steps_per_sec": timing["steps_per_sec"],
         "examples_per_sec": round(timing["steps_per_sec"] * batch_size, 3),
         "compile_s": timing["compile_s"],
+        "cpu_ms_per_step": timing["cpu_ms_per_step"],
         "peak_rss_mb": timing["peak_rss_mb"],
+        "step_mem_mb": timing["step_mem_mb"],
         "steps_per_sec_all": timing["steps_per_sec_all"],
     }
 
