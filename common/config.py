@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -20,6 +21,10 @@ CONFIG_FILE = "config.json"
 
 # Settings that may change between a run and its resumption without changing its result.
 RESUME_SAFE_KEYS = frozenset({"gpu", "devices", "jit_compile", "run_name", "log_dir", "outdir", "verbose"})
+# Resume-safe keys that still change which random numbers the rest of the run draws: XLA's random kernels give
+# other numbers than TensorFlow's for the same seed, so a resumed run that switches jit_compile continues
+# correctly but not as the uninterrupted run would have.
+STREAM_CHANGING_KEYS = frozenset({"jit_compile"})
 
 
 def timestamp_run_name(now: datetime.datetime | None = None) -> str:
@@ -92,6 +97,11 @@ def prepare_run_dir(run_dir: str | Path, config, ignore: Iterable[str] = RESUME_
                 f"{run_dir} holds a run with a different configuration ({'; '.join(diffs)}); "
                 "use the same flags to resume, or another run folder"
             )
+        for key in sorted(STREAM_CHANGING_KEYS & set(saved) & set(current)):
+            if saved[key] != current[key]:
+                print(f"note: {key} was {saved[key]!r} when {run_dir} started and is {current[key]!r} now; the run "
+                      "resumes, but its random numbers from here on differ from an uninterrupted run's",
+                      file=sys.stderr)
         return run_dir, True
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(saved_path, current)
