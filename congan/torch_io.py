@@ -2,7 +2,7 @@
 onto the Keras models (spec §6, §7.7).
 
 ``torch`` is not a dependency of this project. :func:`load_torch_file` uses the project's torch-free reader
-(:mod:`latentclr.generators.torchfile`), which reads both formats ``torch.save`` has written: the zip archive of
+(:mod:`common.torchfile`), which reads both formats ``torch.save`` has written: the zip archive of
 PyTorch >= 1.6 and the legacy pre-1.6 stream (magic number, pickles, raw storages) that older checkpoints such as
 the published SimSiam ``.pth.tar`` files use. Its unpickler resolves only tensor rebuilds, storage types and plain
 containers and refuses every other global, so a checkpoint cannot run code.
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common import torchfile
 from common.errors import UsageError
-from latentclr.generators import torchfile
 
 _IGNORED_SUFFIXES = ("num_batches_tracked",)
 

@@ -107,7 +107,7 @@ def _split_state(obj, path) -> tuple[dict, dict]:
 def export_directions(path: str | Path, model, projector, iteration: int = 0) -> Path:
     """Write the original's checkpoint layout (``model`` / ``projector`` state_dicts) as a PyTorch file,
     loadable by the original's ``gen.py`` with ``torch.load``."""
-    from latentclr.generators import torchfile
+    from common import torchfile
 
     projector_state = models.export_state(projector)
     state = {"iteration": int(iteration), "model": models.export_state(model),

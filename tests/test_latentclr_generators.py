@@ -1,7 +1,7 @@
 """Generators behind the LatentCLR interface (spec §5, §11.1-11.2; acceptance checks 15, 28, 29 at toy size).
 
 Pre-trained weights cannot be downloaded here, so every loader is tested on small networks of the published
-layouts written by the test as PyTorch files (zip and legacy format, via latentclr.generators.torchfile) or
+layouts written by the test as PyTorch files (zip and legacy format, via common.torchfile) or
 .npz files; layouts are cross-checked against NumPy references written in PyTorch's NCHW convention.
 """
 
@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from common import torchfile
 from common.errors import UsageError
-from latentclr.generators import imagenet, locate, torchfile
+from latentclr.generators import imagenet, locate
 from latentclr.generators.biggan import BigGANGenerator, SelfAttn, truncation_stats
 from latentclr.generators.keras_generator import KerasGenerator
 from latentclr.generators.ops import SNConv2d, upfirdn2d

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
+from common import torchfile
 from common.errors import UsageError
-from latentclr.generators import torchfile
 
 
 def read_checkpoint(path: str | Path):
     """The object stored in ``path``: a ``.npz`` becomes a flat dict of arrays; anything else is read as a
-    ``torch.save`` file (zip or legacy format) with :mod:`latentclr.generators.torchfile`."""
+    ``torch.save`` file (zip or legacy format) with :mod:`common.torchfile`."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
