@@ -63,17 +63,20 @@ class Checkpoints:
         return self.manager.save(checkpoint_number=int(iteration))
 
 
-def restore(checkpoint: tf.train.Checkpoint, path: str, partial: bool = False) -> None:
+def restore(checkpoint: tf.train.Checkpoint, path: str, partial: bool = False, written: bool = False) -> None:
     """Restore ``path`` into ``checkpoint``; a missing or incompatible file is a :class:`UsageError`.
 
     Args:
         partial: allow objects of ``checkpoint`` that the file does not hold (e.g. optimizer slots
             when only evaluating); values that are present must still match in shape.
+        written: the file was made by ``Checkpoint.write`` (a fixed file name, no save counter, as the
+            Self-Conditioned GAN's ``model_<it>`` snapshots) rather than ``Checkpoint.save``.
     """
+    path = str(path)
     if not tf.io.gfile.exists(path + ".index"):
         raise UsageError(f"{path}: no checkpoint with this prefix (expected {path}.index)")
     try:
-        status = checkpoint.restore(path)
+        status = checkpoint.read(path) if written else checkpoint.restore(path)
         if partial:
             status.expect_partial()
         else:

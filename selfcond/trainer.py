@@ -31,6 +31,7 @@ from common.progress import Progress
 from common.seeding import make_generator, set_seed
 from common.summaries import Logbook
 from common.training import StopRequest
+from common.training import restore as restore_checkpoint
 from selfcond.clusterers import build_clusterer
 from selfcond.data import Loader, build_dataset
 from selfcond.losses import GAN_TYPES, REG_TYPES
@@ -41,7 +42,6 @@ from selfcond.training import (
     job_is_done_or_taken,
     make_train_step,
     mark_job_done,
-    read_checkpoint,
     release_job,
 )
 
@@ -223,7 +223,7 @@ class RunState:
         return self.generator_test if self.generator_test is not None else self.generator
 
     def restore(self, prefix: str | Path, partial: bool = False) -> int:
-        read_checkpoint(self.checkpoint, prefix, partial=partial)
+        restore_checkpoint(self.checkpoint, prefix, partial=partial, written=True)
         return int(self.iteration.numpy())
 
     def save(self, out_dir: str | Path, it: int) -> None:

@@ -152,28 +152,6 @@ def build_optimizer(name: str, lr: float, beta1: float = 0.0, beta2: float = 0.9
     raise UsageError(f"training.optimizer: expected adam, rmsprop or sgd, got {name!r}")
 
 
-def read_checkpoint(checkpoint: tf.train.Checkpoint, prefix, partial: bool = False) -> None:
-    """Restore a checkpoint written with ``Checkpoint.write`` (the original's file names, no save counter).
-
-    Raises:
-        UsageError: no such checkpoint, or it does not fit the models of this configuration.
-    """
-    from common.errors import UsageError
-
-    prefix = str(prefix)
-    if not tf.io.gfile.exists(prefix + ".index"):
-        raise UsageError(f"{prefix}: no checkpoint with this prefix (expected {prefix}.index)")
-    try:
-        status = checkpoint.read(prefix)
-        if partial:
-            status.expect_partial()
-        else:
-            status.assert_existing_objects_matched()
-    except (ValueError, AssertionError, tf.errors.OpError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UsageError(f"{prefix}: checkpoint does not fit this model configuration ({first[:300]})") from err
-
-
 # --- job control (the original's seeing/pidfile.py) -------------------------------------------------
 
 

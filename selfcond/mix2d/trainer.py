@@ -26,7 +26,7 @@ from common.config import prepare_run_dir
 from common.errors import UsageError
 from common.progress import Progress
 from common.seeding import make_generator, set_seed
-from common.training import StopRequest
+from common.training import StopRequest, restore
 from selfcond.clusterers import build_clusterer
 from selfcond.mix2d import data, plots
 from selfcond.mix2d.evaluation import percent_good
@@ -36,7 +36,6 @@ from selfcond.training import (
     job_is_done_or_taken,
     make_train_step,
     mark_job_done,
-    read_checkpoint,
     release_job,
 )
 
@@ -194,7 +193,7 @@ def train_one(cfg: Config2D, run_dir: Path, run_number: int = 0) -> dict:
         clusterer.recluster(discriminator)  # the start-up clustering on the random D
         start = 0
     else:
-        read_checkpoint(checkpoint, run_dir / "snapshots" / f"model_{latest}")
+        restore(checkpoint, run_dir / "snapshots" / f"model_{latest}", written=True)
         start = latest + 1
         print(f"resuming {run_dir} after iteration {latest}")
 
