@@ -12,6 +12,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from common.errors import UsageError
 from latentclr import optim, trainer
 from latentclr.testing import save_model, toy_generator
 
@@ -62,3 +63,21 @@ def test_compiled_steps_equal_the_eager_step(toy, setting):
         assert len(state) == len(eager_state)
         for got, want in zip(state, eager_state):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-6, err_msg=mode)
+
+
+def test_jit_compile_auto_resolves_by_device_count(capsys):
+    with initialize_config_dir(config_dir=CONF, version_base=None):
+        default = compose("train")["jit_compile"]
+    assert default == "auto"
+    assert trainer.resolve_jit_compile(default, 1) is True
+    assert "jit_compile=auto: XLA train step (one device)" in capsys.readouterr().out
+    assert trainer.resolve_jit_compile(default, 2) is False
+    assert "plain tf.function train step (2 replicas" in capsys.readouterr().out
+    # true / false keep their meaning and print nothing; YAML-quoted strings are read the same way
+    assert trainer.resolve_jit_compile(True, 1) is True and trainer.resolve_jit_compile("false", 2) is False
+    assert capsys.readouterr().out == ""
+    with pytest.raises(UsageError, match="jit_compile=true needs one device"):
+        trainer.resolve_jit_compile(True, 2)
+    for bad in ("yes", 1, None):
+        with pytest.raises(UsageError, match=r"jit_compile must be auto, true or false, got"):
+            trainer.resolve_jit_compile(bad, 1)

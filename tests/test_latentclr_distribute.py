@@ -85,3 +85,14 @@ def test_multi_device_config_errors(toy, tmp_path):
         trainer.run(_config(toy, "devices=gpu0"), tmp_path / "bad")
     for name in ("odd", "jit", "bad"):  # refused before anything was written
         assert not (tmp_path / name / "config.json").exists() and not any((tmp_path / name).glob("most_recent*"))
+
+
+@needs_two
+def test_default_jit_compile_trains_on_two_devices(toy, tmp_path, capsys):
+    # jit_compile=auto (the default) picks plain tf.function for several replicas instead of refusing XLA
+    cfg = _config(toy, f"devices=['{CPUS[0]}','{CPUS[1]}']", "hparams.iterations=2", "eval_freq=2", "eval_iters=1",
+                  "tb_image_dirs=0")
+    assert cfg["jit_compile"] == "auto"
+    last = trainer.run(cfg, tmp_path / "run")
+    assert np.isfinite(last["Loss/train"]) and (tmp_path / "run" / "final_model.ckpt" / "ckpt.index").exists()
+    assert "jit_compile=auto: plain tf.function train step (2 replicas" in capsys.readouterr().out
