@@ -12,7 +12,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
 
 from common.errors import UsageError
 
@@ -95,3 +99,100 @@ def make_strategy(num_gpus: int | None = None, devices: list[str] | None = None)
     if num_gpus and num_gpus > 1 and len(visible) > 1:
         return tf.distribute.MirroredStrategy([d.name for d in visible[:num_gpus]])
     return tf.distribute.get_strategy()
+
+
+def is_multi_worker(strategy) -> bool:
+    """True for a ``MultiWorkerMirroredStrategy`` (several processes, one per ``TF_CONFIG`` task)."""
+    import tensorflow as tf
+
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def checked_strategy(*, batch_size: int, gpu: str | int | None = None, devices: list[str] | None = None,
+                     jit_compile: bool = False, seed: int | None = 0, batch_flag: str = "--batch_size",
+                     gpu_flag: str = "--gpu", jit_flag: str = "--jit_compile", seed_flag: str = "--seed"):
+    """:func:`make_strategy` for ``--gpu`` / ``devices``, checked against the run's flags.
+
+    Args:
+        batch_size: the GLOBAL batch (split evenly over the replicas of every worker).
+        gpu: the ``--gpu`` value; devices: explicit device names (tests), overriding it.
+        jit_compile: XLA is only supported on one replica.
+        seed: the run's seed; ``None`` (a trainer whose seed is optional and was not given) is refused for a
+            multi-worker run, since every worker must draw the same batches and random numbers.
+        *_flag: the trainer's own flag names, used in the error lines.
+    Raises:
+        UsageError: uneven batch split, XLA on several replicas, or multi-worker without a seed.
+    """
+    strategy = make_strategy(num_gpus=len(parse_gpu_flag(gpu, gpu_flag)), devices=devices)
+    count = strategy.num_replicas_in_sync
+    if batch_size % count:
+        raise UsageError(f"{batch_flag}: {batch_size} must be divisible by the {count} replicas of {gpu_flag}")
+    if count > 1 and jit_compile:
+        raise UsageError(f"{jit_flag}: works on one device only; drop it or give one {gpu_flag}")
+    if is_multi_worker(strategy) and seed is None:
+        raise UsageError(f"{seed_flag}: multi-worker training (TF_CONFIG) needs a seed, so that every worker draws "
+                         "the same batches and random numbers")
+    return strategy
+
+
+def is_chief() -> bool:
+    """False on the non-chief workers of a multi-worker cluster (they train in lockstep but write nothing).
+
+    The chief is the ``chief`` task, or worker 0 when the cluster has no ``chief`` entry (TensorFlow's rule).
+    """
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return True
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise UsageError(f"TF_CONFIG: expected JSON with 'cluster' and 'task' entries ({err})") from err
+    task, cluster = parsed.get("task", {}), parsed.get("cluster", {})
+    kind, index = task.get("type", "worker"), int(task.get("index", 0))
+    return kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cluster)
+
+
+#: Files a non-chief worker copies from the chief's run folder to resume: the run's config and the state file
+#: of TensorFlow's CheckpointManager (it names the newest checkpoint by a path relative to the folder).
+_RESUME_FILES = ("config.json", "config.yaml", "checkpoint")
+
+
+@contextmanager
+def worker_run_dir(run_dir: str | Path):
+    """The folder this process writes its run into: ``run_dir`` on the chief, a private temporary folder on a
+    non-chief worker (removed on exit).
+
+    Why every worker still writes: saving a ``tf.train.Checkpoint`` of distributed variables can run
+    collective ops (reading a sync-on-read variable all-reduces it), so every worker of a
+    ``MultiWorkerMirroredStrategy`` must call save in lockstep -- TensorFlow's documented pattern sends the
+    non-chief copies to a scratch folder that is deleted afterwards. The same redirection keeps the config,
+    TensorBoard events, images and metrics of a non-chief out of the run folder.
+
+    To resume, a non-chief seeds its scratch folder with the chief's config and newest checkpoint, so it
+    restores the same state as the chief (the run folder must be readable by every worker: a shared file
+    system, or the same machine).
+    """
+    run_dir = Path(run_dir)
+    if is_chief():
+        yield run_dir
+        return
+    scratch = Path(tempfile.mkdtemp(prefix=f"worker_{run_dir.name}_"))
+    try:
+        _copy_resume_state(run_dir, scratch)
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _copy_resume_state(run_dir: Path, scratch: Path) -> None:
+    state = run_dir / "checkpoint"
+    if not state.is_file():
+        return  # a fresh run: nothing to resume from
+    import tensorflow as tf
+
+    latest = tf.train.latest_checkpoint(str(run_dir))
+    names = [n for n in _RESUME_FILES if (run_dir / n).is_file()]
+    if latest:
+        names += [p.name for p in run_dir.glob(Path(latest).name + ".*")]
+    for name in names:
+        shutil.copy2(run_dir / name, scratch / name)

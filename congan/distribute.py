@@ -19,11 +19,10 @@ from __future__ import annotations
 import tensorflow as tf
 
 from common import replicas
-from common.errors import UsageError
 
 
 def make_run_strategy(cfg, devices: list[str] | None = None) -> tf.distribute.Strategy:
-    """The strategy of a run, built by :func:`common.devices.make_strategy`, checked against the configuration.
+    """The strategy of a run, built and checked by :func:`common.devices.checked_strategy`.
 
     Args:
         cfg: a config with ``gpu``, ``batch_size``, ``jit_compile`` and ``seed``.
@@ -31,18 +30,10 @@ def make_run_strategy(cfg, devices: list[str] | None = None) -> tf.distribute.St
     Raises:
         UsageError: the batch does not split evenly, XLA with several replicas, or multi-worker without a seed.
     """
-    from common.devices import make_strategy, parse_gpu_flag
+    from common.devices import checked_strategy
 
-    strategy = make_strategy(num_gpus=len(parse_gpu_flag(cfg.gpu)), devices=devices)
-    count = strategy.num_replicas_in_sync
-    if cfg.batch_size % count:
-        raise UsageError(f"--batch_size: {cfg.batch_size} must be divisible by the {count} replicas of --gpu")
-    if count > 1 and cfg.jit_compile:
-        raise UsageError("--jit_compile: works on one device only; drop it or give one --gpu")
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and cfg.seed is None:
-        raise UsageError("--seed: multi-worker training (TF_CONFIG) needs a seed, so that every worker draws the same "
-                         "batches and random numbers")
-    return strategy
+    return checked_strategy(batch_size=cfg.batch_size, gpu=cfg.gpu, devices=devices, jit_compile=cfg.jit_compile,
+                            seed=cfg.seed)
 
 
 def reduce_mean(strategy: tf.distribute.Strategy, outputs: dict) -> dict:

@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from common import replicas
 from common.config import RESUME_SAFE_KEYS, prepare_run_dir
-from common.devices import make_strategy, parse_gpu_flag
+from common.devices import checked_strategy, is_chief, worker_run_dir
 from common.errors import UsageError
 from common.seeding import set_seed
 from common.summaries import Logbook, tf1_image_scale
@@ -187,8 +187,9 @@ class _Saver:
     crash the newest checkpoint is never ahead of the file; a restart re-syncs the file from the checkpoint.
     """
 
-    def __init__(self, checkpoints: Checkpoints, store: CodeStore, state: TrainState):
+    def __init__(self, checkpoints: Checkpoints, store: CodeStore, state: TrainState, writes_file: bool = True):
         self.checkpoints, self.store, self.state = checkpoints, store, state
+        self.writes_file = writes_file  # False on a non-chief worker (it still saves: the save may be collective)
         self.last_step = None
 
     def save(self, done: int) -> str | None:
@@ -196,7 +197,8 @@ class _Saver:
         if g == self.last_step:
             return None
         self.state.loop_step.assign(done)
-        self.store.sync(self.state.codes)
+        if self.writes_file:
+            self.store.sync(self.state.codes)
         self.last_step = g
         return self.checkpoints.save(g)
 
@@ -232,7 +234,8 @@ def run(cfg: TrainConfig) -> Path:
     if cfg.seed is not None:
         set_seed(cfg.seed)
     info = glo_data.describe(cfg.dataset, cfg.num_train)
-    source = glo_data.DataFile(info, writable=True, upright_cifar=cfg.fix_cifar_transpose,
+    # Only the chief stores codes in the dataset file; the other workers of a cluster only read it.
+    source = glo_data.DataFile(info, writable=is_chief(), upright_cifar=cfg.fix_cifar_transpose,
                                cache_images=not cfg.no_image_cache)
     try:
         return _train(cfg, source)
@@ -245,7 +248,14 @@ def _train(cfg: TrainConfig, source: glo_data.DataFile) -> Path:
     run_dir = TRAIN_ROOT / train_run_name(cfg, info.label)
     if cfg.run_name is None and run_dir.exists():
         raise UsageError(f"{run_dir} already exists (a run started in the same second); use another --prefix")
-    run_dir, resuming = prepare_run_dir(run_dir, cfg, ignore=RESUME_IGNORED, added=ADDED_FLAGS)
+    with worker_run_dir(run_dir) as target:  # a non-chief worker writes into a scratch folder, removed afterwards
+        return _train_in(cfg, source, target, run_dir)
+
+
+def _train_in(cfg: TrainConfig, source: glo_data.DataFile, target: Path, run_dir: Path) -> Path:
+    info = source.info
+    chief = target == run_dir
+    run_dir, resuming = prepare_run_dir(target, cfg, ignore=RESUME_IGNORED, added=ADDED_FLAGS)
     log.log(INFOV, "Train Dir: %s", run_dir)
 
     strategy = make_run_strategy(cfg)
@@ -262,7 +272,7 @@ def _train(cfg: TrainConfig, source: glo_data.DataFile) -> Path:
     elif cfg.checkpoint:
         _warm_start(cfg.checkpoint, state, cfg)
         log.info("Checkpoint %s loaded: global step %d", cfg.checkpoint, _global_step(state))
-    touched = store.sync(state.codes)  # the file now holds exactly the table's codes
+    touched = store.sync(state.codes) if chief else 0  # the file now holds exactly the table's codes
     if touched:
         log.info("Dataset file re-synchronised with the checkpoint's codes (%d ids)", touched)
 
@@ -283,7 +293,7 @@ def _train(cfg: TrainConfig, source: glo_data.DataFile) -> Path:
         return out
 
     logbook = Logbook(run_dir)
-    saver = _Saver(checkpoints, store, state)
+    saver = _Saver(checkpoints, store, state, writes_file=chief)
     hooks = _Hooks(cfg, run_dir, source, state, saver, logbook, last)
     try:
         train_loop(step_fn, start=start, total=cfg.max_steps, checkpoints=saver, save_every=cfg.max_steps + 1,
@@ -298,16 +308,12 @@ def _train(cfg: TrainConfig, source: glo_data.DataFile) -> Path:
 
 def make_run_strategy(cfg: TrainConfig) -> tf.distribute.Strategy:
     """The strategy of ``--gpu`` (several GPUs: MirroredStrategy; ``TF_CONFIG``: multi-worker), checked against
-    the batch size; ``--devices`` names the devices explicitly (tests: ``/cpu:0,/cpu:1``)."""
+    the batch size, ``--jit_compile`` and ``--seed`` (:func:`common.devices.checked_strategy`); ``--devices`` names
+    the devices explicitly (tests: ``/cpu:0,/cpu:1``)."""
     devices = [d.strip() for d in cfg.devices.split(",") if d.strip()] if cfg.devices else None
-    strategy = make_strategy(num_gpus=len(parse_gpu_flag(cfg.gpu)), devices=devices)
+    strategy = checked_strategy(batch_size=cfg.batch_size, gpu=cfg.gpu, devices=devices,
+                                jit_compile=cfg.jit_compile, seed=cfg.seed)
     count = strategy.num_replicas_in_sync
-    if cfg.batch_size % count:
-        raise UsageError(f"--batch_size {cfg.batch_size} must be divisible by the {count} devices of --gpu")
-    if count > 1 and cfg.jit_compile:
-        raise UsageError("--jit_compile works on one device only; drop it or use one --gpu")
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and cfg.seed is None:
-        raise UsageError("multi-worker training (TF_CONFIG) needs --seed, so that every worker reads the same batches")
     if count > 1:
         log.info("Training on %d replicas (%s)", count, type(strategy).__name__)
     return strategy

@@ -17,11 +17,9 @@ cluster selects ``MultiWorkerMirroredStrategy`` (``common.devices.make_strategy`
 
 from __future__ import annotations
 
-import json
-import os
-
 import tensorflow as tf
 
+from common.devices import is_chief as is_chief  # re-exported: the trainer asks distribute.is_chief()
 from common.devices import make_strategy, parse_gpu_flag
 from common.errors import UsageError
 
@@ -37,17 +35,6 @@ def strategy_for(cfg) -> tf.distribute.Strategy:
     device = str(cfg.get("device", "cpu") or "cpu")
     gpus = parse_gpu_flag(device.partition(":")[2] or "0", flag="device") if device.startswith("cuda") else []
     return make_strategy(num_gpus=len(gpus))
-
-
-def is_chief() -> bool:
-    """False on the non-chief workers of a multi-worker cluster (they train but write nothing)."""
-    raw = os.environ.get("TF_CONFIG")
-    if not raw:
-        return True
-    task = json.loads(raw).get("task", {})
-    cluster = json.loads(raw).get("cluster", {})
-    kind, index = task.get("type", "worker"), int(task.get("index", 0))
-    return kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cluster)
 
 
 def replicas() -> tuple[tf.distribute.ReplicaContext | None, int]:

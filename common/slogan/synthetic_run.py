@@ -24,8 +24,7 @@ import tensorflow_probability as tfp
 
 from common import metrics
 from common.config import RESUME_SAFE_KEYS, prepare_run_dir, timestamp_run_name
-from common.devices import make_strategy, parse_gpu_flag
-from common.errors import UsageError
+from common.devices import checked_strategy, worker_run_dir
 from common.images import save_gif, save_png
 from common.seeding import set_seed
 from common.slogan.data import build_synthetic_streams
@@ -183,8 +182,13 @@ def run(config: SyntheticConfig, extra_hooks: Sequence[Every] = ()) -> dict:
     """
     config.validate()
     set_seed(config.seed)
-    run_dir, resuming = prepare_run_dir(Path(config.log_dir + (config.run_name or timestamp_run_name())), config,
-                                        ignore=RESUME_IGNORED)
+    # A non-chief worker of a multi-worker run writes into a scratch folder that is removed afterwards.
+    with worker_run_dir(config.log_dir + (config.run_name or timestamp_run_name())) as target:
+        return _run(config, extra_hooks, target)
+
+
+def _run(config: SyntheticConfig, extra_hooks: Sequence[Every], target: Path) -> dict:
+    run_dir, resuming = prepare_run_dir(target, config, ignore=RESUME_IGNORED)
     print(f"Logging to: {run_dir}", flush=True)
     if config.reg == "gp" and not config.fix_gp:
         print("warning: --reg gp adds no penalty, as in the original (only lp is wired); "
@@ -208,14 +212,12 @@ def run(config: SyntheticConfig, extra_hooks: Sequence[Every] = ()) -> dict:
 
 def make_run_strategy(config: SyntheticConfig) -> tf.distribute.Strategy:
     """The strategy of ``--gpu`` (several GPUs: MirroredStrategy; ``TF_CONFIG``: multi-worker), or of the explicit
-    ``devices`` (tests), checked against the batch size and ``--jit_compile``."""
+    ``devices`` (tests), checked against the batch size and ``--jit_compile`` (:func:`common.devices.checked_strategy`;
+    the seed always has a value here)."""
     devices = [d.strip() for d in config.devices.split(",") if d.strip()] if config.devices else None
-    strategy = make_strategy(num_gpus=len(parse_gpu_flag(config.gpu)), devices=devices)
+    strategy = checked_strategy(batch_size=config.batch_size, gpu=config.gpu, devices=devices,
+                                jit_compile=config.jit_compile, seed=config.seed)
     count = strategy.num_replicas_in_sync
-    if config.batch_size % count:
-        raise UsageError(f"--batch_size {config.batch_size} must be divisible by the {count} devices of --gpu")
-    if count > 1 and config.jit_compile:
-        raise UsageError("--jit_compile works on one device only; drop it or use one --gpu")
     if count > 1:
         print(f"training on {count} replicas ({type(strategy).__name__})", flush=True)
     return strategy
