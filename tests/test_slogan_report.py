@@ -52,3 +52,42 @@ def test_generated_check_on_a_checkpoint_whose_generator_is_constant(tmp_path, c
     with pytest.raises(SystemExit) as err:
         report.main([str(tmp_path), "--samples", "-1"])
     assert err.value.code == 2
+
+
+def test_one_component_per_mode_needs_every_mode_owned_once():
+    assert report.one_component_per_mode([2, 0, 1], 3)
+    assert not report.one_component_per_mode([2, 0, None], 3)  # a component spread over modes
+    assert not report.one_component_per_mode([2, 0, 0], 3)  # two components on one mode, one mode unowned
+
+
+# A stand-in with the fragments original_check patches, in the original's order (the real file is not in this repo).
+_ORIGINAL_LIKE = """import numpy as np
+import tensorflow as tf
+import matplotlib.pyplot as plt
+x = tf.contrib.layers.batch_norm(x)
+y = tf.layers.dense(x, 1) + tf.layers.dense(x, 2)
+f = tf.norm(tf.contrib.layers.flatten(x))
+it = data.make_initializable_iterator()
+opt = tf.train.experimental.enable_mixed_precision_graph_rewrite(sgd)
+if __name__ == "__main__":
+    np.random.seed(0)
+    tf.set_random_seed(0)
+
+    sess = None
+    for _ in t:
+        i += 1
+"""
+
+
+def test_original_check_patches_each_fragment_and_refuses_another_version():
+    from common.errors import UsageError
+    from common.slogan.original_check import patch_source
+
+    patched = patch_source(_ORIGINAL_LIKE)
+    assert "import tensorflow.compat.v1 as tf\ntf.disable_v2_behavior()" in patched
+    assert "tf.contrib" not in patched and "matplotlib" not in patched and "tf.layers" not in patched
+    assert patched.count("tf1_layers.dense(") == 2 and "opt = (sgd)" in patched
+    assert "np.random.seed(_SEED)" in patched and "if _probe(globals(), i):\n            break" in patched
+    compile(patched, "patched", "exec")  # still Python
+    with pytest.raises(UsageError, match="batch_norm"):
+        patch_source(_ORIGINAL_LIKE.replace("tf.contrib.layers.batch_norm(x)", "keras_batch_norm(x)"))

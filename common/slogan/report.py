@@ -71,6 +71,12 @@ def component_owners(shares: np.ndarray, threshold: float = 0.9) -> list[int | N
     return [int(row.argmax()) if row.max() >= threshold else None for row in shares]
 
 
+def one_component_per_mode(owners: list[int | None], num_modes: int) -> bool:
+    """Figure 1d's criterion: every component owns a mode (see :func:`component_owners`), each mode exactly one."""
+    owned = [o for o in owners if o is not None]
+    return len(owned) == len(owners) and sorted(owned) == list(range(num_modes))
+
+
 def generated_check(run_dir: str | Path, samples: int, seed: int = 0) -> dict:
     """Restore the newest checkpoint of ``run_dir`` and measure the generator's modes (see module docstring).
 
@@ -101,13 +107,12 @@ def generated_check(run_dir: str | Path, samples: int, seed: int = 0) -> dict:
         for c in range(config.num_cluster)
     ])
     owners = component_owners(per_component)
-    owned = [o for o in owners if o is not None]
     return {
         "checkpoint": prefix, "samples": samples,
         "mode_mass": mode_shares(mixture, modes).round(4).tolist(),
         "component_modes": per_component.round(3).tolist(),
         "owner": owners,
-        "one_component_per_mode": len(owned) == len(owners) and sorted(owned) == list(range(len(modes))),
+        "one_component_per_mode": one_component_per_mode(owners, len(modes)),
     }
 
 
