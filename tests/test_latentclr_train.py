@@ -105,7 +105,10 @@ def read_tags(run_dir):
 
 
 def test_train_cadence_outputs_and_exact_resume(toys, tmp_path, monkeypatch):
-    cfg = toy_config(toys, "train", "hparams.iterations=25", "eval_freq=10", "eval_iters=2", "model.alpha=[-3.0,3.0]")
+    # plain tf.function: XLA would compile train and validation steps once per run (4 runs); the resumption
+    # below switches to XLA, which must continue the run correctly (it draws no random numbers of its own)
+    cfg = toy_config(toys, "train", "hparams.iterations=25", "eval_freq=10", "eval_iters=2", "model.alpha=[-3.0,3.0]",
+                     "jit_compile=false")
     straight = tmp_path / "straight"
     trainer.run(cfg, straight)
     lines = [line for line in (straight / "train.log").read_text().splitlines() if "| Epoch time:" in line]
@@ -133,12 +136,13 @@ def test_train_cadence_outputs_and_exact_resume(toys, tmp_path, monkeypatch):
     monkeypatch.undo()
     with pytest.raises(UsageError, match="k: 4 -> 5"):  # resuming needs the same configuration
         trainer.run(dict(cfg, k=5), interrupted)
-    trainer.run(cfg, interrupted)  # the same command again: continues at iteration 10
+    trainer.run(dict(cfg, jit_compile=True), interrupted)  # the same command again: continues at iteration 10
     a, b = (tf.train.load_checkpoint(str(d / "final_model.ckpt" / "ckpt")) for d in (straight, interrupted))
     names = [n for n in a.get_variable_to_shape_map() if n.startswith("model/")]
     assert names
-    for name in names:
-        np.testing.assert_allclose(a.get_tensor(name), b.get_tensor(name), atol=1e-6)
+    for name in names:  # XLA's float rounding differs from tf.function's (1e-6 after 15 steps); a resume that
+        # lost the optimiser moments or the NumPy RNG state would differ by orders of magnitude more
+        np.testing.assert_allclose(a.get_tensor(name), b.get_tensor(name), atol=1e-5)
     assert trainer.run(cfg, straight) == {}  # finished runs are not trained again
 
 
