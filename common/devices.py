@@ -65,7 +65,35 @@ def select_gpus(value: str | int | None, flag: str = "--gpu") -> list[int]:
             pass  # devices already initialised: growth can no longer change
     if ids and not gpus:
         print(f"note: {flag} {value} asked for GPU(s) but none is visible; running on the CPU", file=sys.stderr)
+    _cluster_strategy()  # a TF_CONFIG cluster: build it now, before the trainer runs its first op
     return ids
+
+
+_CLUSTER: list = []  # the one MultiWorkerMirroredStrategy of this process, once built
+
+
+def _cluster_strategy():
+    """The process's ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` names several tasks, else None.
+
+    Built once and cached: TensorFlow configures the collective ops at construction and refuses
+    ("Collective ops must be configured at program startup") once any op has run, so entry scripts build it
+    in :func:`select_gpus`, before seeding or data pipelines touch TensorFlow.
+    """
+    if _CLUSTER:
+        return _CLUSTER[0]
+    tf_config = os.environ.get("TF_CONFIG")
+    if not tf_config:
+        return None
+    try:
+        cluster = json.loads(tf_config).get("cluster", {})
+    except json.JSONDecodeError as err:
+        raise UsageError(f"TF_CONFIG: expected JSON with a 'cluster' entry ({err})") from err
+    if sum(len(v) for v in cluster.values()) <= 1:
+        return None
+    import tensorflow as tf
+
+    _CLUSTER.append(tf.distribute.MultiWorkerMirroredStrategy())
+    return _CLUSTER[0]
 
 
 def make_strategy(num_gpus: int | None = None, devices: list[str] | None = None):
@@ -83,14 +111,9 @@ def make_strategy(num_gpus: int | None = None, devices: list[str] | None = None)
     """
     import tensorflow as tf
 
-    tf_config = os.environ.get("TF_CONFIG")
-    if tf_config:
-        try:
-            cluster = json.loads(tf_config).get("cluster", {})
-        except json.JSONDecodeError as err:
-            raise UsageError(f"TF_CONFIG: expected JSON with a 'cluster' entry ({err})") from err
-        if sum(len(v) for v in cluster.values()) > 1:
-            return tf.distribute.MultiWorkerMirroredStrategy()
+    cluster = _cluster_strategy()
+    if cluster is not None:
+        return cluster
     if devices:
         return tf.distribute.MirroredStrategy(devices) if len(devices) > 1 else tf.distribute.OneDeviceStrategy(
             devices[0]

@@ -1,0 +1,135 @@
+"""Real multi-worker runs: two processes on 127.0.0.1 with their own TF_CONFIG (MultiWorkerMirroredStrategy over
+gRPC), each training the same tiny run; plus the chief / scratch-folder helpers of common.devices.
+
+What the cluster tests check: both workers exit 0; only the chief's run folder exists and holds the
+checkpoints (the non-chief trained into a scratch folder it removed); the chief's final checkpoint equals that
+of a one-process run with the same global batch; a second launch with more iterations resumes on both workers.
+
+Tolerance: the one-process and the two-worker step add the same per-example gradients in another order (two
+half-batch sums all-reduced over gRPC instead of one sum), so values differ by float32 rounding: measured at
+most 1.2e-7 absolute on values of magnitude ~1 (one ulp) after 4 SLOGAN iterations. The comparison allows
+1e-6 + 1e-5 x the array's largest magnitude. SLOGAN's Adam epsilon is raised to 1e-2 on both sides, as in
+tests/test_slogan_synthetic_distribute.py: with beta1 = 0 and epsilon = 1e-8 a rounding-level gradient (the
+biases in front of BatchNorm, true gradient 0) becomes a step of up to +-lr, which no tolerance can follow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from common.devices import is_chief, worker_run_dir
+from tests.multiworker import run_cluster, run_single
+
+SLOGAN_DRIVER = """
+import json, sys
+import slogan_synthetic
+from common.slogan import synthetic_run
+
+_init = synthetic_run.SyntheticState.__init__
+def _comparison_epsilon(self, *args, **kwargs):
+    _init(self, *args, **kwargs)
+    for optimizer in (self.opt_g, self.opt_d, self.opt_e):
+        optimizer.epsilon = 1e-2
+synthetic_run.SyntheticState.__init__ = _comparison_epsilon
+result = slogan_synthetic.main(["--gpu", "-1", "--log_dir", LOG_DIR, "--run_name", "run", "--no_progress",
+    "--num_cluster", "3", "--latent_dim", "8", "--batch_size", "16", "--iterations", str(ITERATIONS),
+    "--log_freq", "1000", "--checkpoint_every", "2"], eval_size=200, shuffle_buffer=1000)
+print("RESULT", json.dumps(result))
+"""
+
+
+def driver(template: str, **values) -> str:
+    return "".join(f"{k} = {v!r}\n" for k, v in values.items()) + template
+
+
+def checkpoint_values(prefix: Path) -> dict:
+    reader = tf.train.load_checkpoint(str(prefix))
+    return {k: np.asarray(reader.get_tensor(k)) for k in reader.get_variable_to_shape_map()}
+
+
+def assert_same_checkpoint(a: Path, b: Path, rtol: float = 1e-5, atol: float = 1e-6) -> None:
+    values_a, values_b = checkpoint_values(a), checkpoint_values(b)
+    assert values_a.keys() == values_b.keys()
+    for key, value in values_a.items():
+        if value.dtype.kind != "f":
+            np.testing.assert_array_equal(values_b[key], value, err_msg=key)
+            continue
+        scale = float(np.abs(value).max()) if value.size else 0.0
+        np.testing.assert_allclose(values_b[key], value, rtol=0, atol=atol + rtol * scale, err_msg=key)
+
+
+def result_of(output: str) -> dict:
+    lines = [line for line in output.splitlines() if line.startswith("RESULT ")]
+    assert lines, output[-2000:]
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def set_tf_config(monkeypatch, kind: str, index: int, chief: bool = False) -> None:
+    cluster = {"worker": ["127.0.0.1:1", "127.0.0.1:2"], **({"chief": ["127.0.0.1:3"]} if chief else {})}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": kind, "index": index}}))
+
+
+def test_is_chief_follows_tensorflow_rule(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert is_chief()
+    set_tf_config(monkeypatch, "worker", 0)
+    assert is_chief()
+    set_tf_config(monkeypatch, "worker", 1)
+    assert not is_chief()
+    set_tf_config(monkeypatch, "worker", 0, chief=True)  # an explicit chief task: worker 0 is an ordinary worker
+    assert not is_chief()
+    set_tf_config(monkeypatch, "chief", 0, chief=True)
+    assert is_chief()
+
+
+def test_non_chief_writes_into_a_removed_scratch_folder_seeded_with_the_newest_checkpoint(monkeypatch, tmp_path):
+    run_dir = tmp_path / "run"
+    checkpoint = tf.train.Checkpoint(v=tf.Variable(3.0))
+    manager = tf.train.CheckpointManager(checkpoint, str(run_dir), max_to_keep=2, checkpoint_name="model")
+    manager.save(checkpoint_number=1)
+    checkpoint.v.assign(5.0)
+    manager.save(checkpoint_number=2)
+    (run_dir / "config.json").write_text("{}")
+    set_tf_config(monkeypatch, "worker", 0)
+    with worker_run_dir(run_dir) as target:
+        assert target == run_dir
+    set_tf_config(monkeypatch, "worker", 1)
+    with worker_run_dir(run_dir) as target:
+        assert target != run_dir and not str(target).startswith(str(run_dir))
+        assert sorted(p.name for p in target.iterdir() if not p.name.startswith("model-2")) == ["checkpoint",
+                                                                                            "config.json"]
+        restored = tf.train.Checkpoint(v=tf.Variable(0.0))
+        restored.restore(tf.train.latest_checkpoint(str(target))).assert_consumed()
+        assert float(restored.v.numpy()) == 5.0
+        (target / "events.out").write_text("x")
+    assert not target.exists()
+    kept = ["checkpoint", "config.json", *(p.name for p in run_dir.glob("model-*"))]
+    assert sorted(os.listdir(run_dir)) == sorted(kept)
+
+
+@pytest.mark.slow
+def test_slogan_synthetic_two_workers_equal_one_process_and_resume(tmp_path):
+    single = result_of(run_single(driver(SLOGAN_DRIVER, LOG_DIR=f"{tmp_path}/single/", ITERATIONS=4)))
+    log_dir = f"{tmp_path}/multi/"
+    outputs = run_cluster(driver(SLOGAN_DRIVER, LOG_DIR=log_dir, ITERATIONS=4), cwd=tmp_path)
+    chief, other = (result_of(out) for out in outputs)
+    run_dir = tmp_path / "multi" / "run"
+    assert chief["run_dir"] == str(run_dir) and other["run_dir"] != str(run_dir)
+    assert not Path(other["run_dir"]).exists()  # the non-chief removed its scratch folder
+    assert sorted(p.name for p in (tmp_path / "multi").iterdir()) == ["run"]
+    assert tf.train.latest_checkpoint(str(run_dir)) == str(run_dir / "model-4")
+    assert (run_dir / "config.json").is_file() and list(run_dir.glob("events.out.tfevents.*"))
+    assert_same_checkpoint(Path(single["run_dir"]) / "model-4", run_dir / "model-4")
+    assert chief["pi"] == pytest.approx(single["pi"], abs=1e-6) and other["pi"] == pytest.approx(chief["pi"])
+
+    outputs = run_cluster(driver(SLOGAN_DRIVER, LOG_DIR=log_dir, ITERATIONS=6), cwd=tmp_path)
+    for out in outputs:  # both workers restored the chief's newest checkpoint
+        assert "model-4 (iteration 4 of 6)" in out, out[-2000:]
+    assert tf.train.latest_checkpoint(str(run_dir)) == str(run_dir / "model-6")
+    assert result_of(outputs[0])["step"] == 6
