@@ -9,10 +9,10 @@ Generators, all random-init and built in memory:
 - ``stylegan2``: rosinality StyleGAN2 at ``--resolution`` up to ``conv1`` (the README's FFHQ setting: K=100,
   B=8, W space), for GPU machines (``--generator stylegan2``).
 
-Modes: ``eager`` (the step's Python function run op by op), ``tf.function`` (the trainer's default,
-``jit_compile=false``) and ``xla`` (``jit_compile=true``). Defaults are the BigGAN README setting K=32, B=16
-with S=128. Every (generator, model, mode) runs in its own process and prints one JSON line
-(``benchmarks/harness.emit``).
+Modes: ``eager`` (the step's Python function run op by op), ``tf.function`` (``jit_compile=false``, and the
+trainer's choice with several replicas) and ``xla`` (``jit_compile=true``; the default ``auto`` picks it on one
+device). Defaults are the BigGAN README setting K=32, B=16 with S=128. Every (generator, model, mode) runs in
+its own process and prints one JSON line (``benchmarks/harness.emit``).
 
     python benchmarks/bench_latentclr.py
     python benchmarks/bench_latentclr.py --generator stylegan2 --k 100 --batch_size 8 --mode xla
