@@ -152,8 +152,8 @@ class Linear(TorchLayer):
         return out
 
 
-class Conv2d(TorchLayer):
-    """``nn.Conv2d`` with symmetric zero padding. [B, H, W, in] -> [B, H', W', filters]."""
+class _TorchConvolution(TorchLayer):
+    """What ``nn.Conv2d`` and ``nn.ConvTranspose2d`` share: square kernel, stride, symmetric padding, PyTorch init."""
 
     def __init__(self, filters, kernel_size, stride=1, padding=0, use_bias=True, kernel_initializer=None,
                  bias_initializer=None, **kwargs):
@@ -165,6 +165,10 @@ class Conv2d(TorchLayer):
         self.use_bias = use_bias
         self.kernel_initializer = kernel_initializer or torch_default_kernel()
         self.bias_initializer = bias_initializer
+
+
+class Conv2d(_TorchConvolution):
+    """``nn.Conv2d`` with symmetric zero padding. [B, H, W, in] -> [B, H', W', filters]."""
 
     def build(self, input_shape):
         in_ch = int(input_shape[-1])
@@ -193,24 +197,13 @@ class Conv2d(TorchLayer):
         return out
 
 
-class ConvTranspose2d(TorchLayer):
+class ConvTranspose2d(_TorchConvolution):
     """``nn.ConvTranspose2d`` (no output_padding): out = (H-1)*stride - 2*padding + k.
 
     The full transposed convolution is computed with ``VALID`` and ``padding`` pixels are cropped from
     every side, which is PyTorch's definition. The kernel is (kh, kw, out, in), PyTorch's (in, out, kh, kw)
     transposed without a spatial flip.
     """
-
-    def __init__(self, filters, kernel_size, stride=1, padding=0, use_bias=True, kernel_initializer=None,
-                 bias_initializer=None, **kwargs):
-        super().__init__(**kwargs)
-        self.filters = int(filters)
-        self.kernel_size = int(kernel_size)
-        self.stride = int(stride)
-        self.padding = int(padding)
-        self.use_bias = use_bias
-        self.kernel_initializer = kernel_initializer or torch_default_kernel()
-        self.bias_initializer = bias_initializer
 
     def build(self, input_shape):
         in_ch = int(input_shape[-1])
