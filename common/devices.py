@@ -4,11 +4,13 @@ The originals set ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` and ``CUDA_VISIBLE_DEVICES=<-
 starts. :func:`select_gpus` does the same and must run before TensorFlow touches a device; entry scripts
 call it right after parsing their flags. Values: ``0`` (one GPU), ``0,1`` (several: a
 ``MirroredStrategy``), ``-1`` (CPU only). A ``TF_CONFIG`` in the environment selects
-``MultiWorkerMirroredStrategy``.
+``MultiWorkerMirroredStrategy`` (built once, in :func:`select_gpus`); :func:`checked_strategy` adds the checks
+every trainer makes, and :func:`worker_run_dir` / :func:`worker_dir` keep a multi-worker run's outputs on the chief.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
@@ -205,6 +207,18 @@ def worker_run_dir(run_dir: str | Path):
         yield scratch
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def worker_dir(run_dir: str | Path) -> Path:
+    """:func:`worker_run_dir` for code that cannot wrap its run in a ``with`` block: ``run_dir`` on the chief; on
+    a non-chief worker a scratch folder seeded the same way, removed when the process exits."""
+    run_dir = Path(run_dir)
+    if is_chief():
+        return run_dir
+    scratch = Path(tempfile.mkdtemp(prefix=f"worker_{run_dir.name}_"))
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    _copy_resume_state(run_dir, scratch)
+    return scratch
 
 
 def _copy_resume_state(run_dir: Path, scratch: Path) -> None:

@@ -38,8 +38,8 @@ def _comparison_epsilon(self, *args, **kwargs):
         optimizer.epsilon = 1e-2
 synthetic_run.SyntheticState.__init__ = _comparison_epsilon
 result = slogan_synthetic.main(["--gpu", "-1", "--log_dir", LOG_DIR, "--run_name", "run", "--no_progress",
-    "--num_cluster", "3", "--latent_dim", "8", "--batch_size", "16", "--iterations", str(ITERATIONS),
-    "--log_freq", "1000", "--checkpoint_every", "2"], eval_size=200, shuffle_buffer=1000)
+    "--num_cluster", "3", "--latent_dim", "8", "--batch_size", "16", "--iterations", "6",
+    "--log_freq", "1000", "--checkpoint_every", "2", *STOP], eval_size=200, shuffle_buffer=1000)
 print("RESULT", json.dumps(result))
 """
 
@@ -113,11 +113,14 @@ def test_non_chief_writes_into_a_removed_scratch_folder_seeded_with_the_newest_c
     assert sorted(os.listdir(run_dir)) == sorted(kept)
 
 
+STOP_AT_4 = ["--stop_after", "4"]  # SLOGAN's schedule depends on --iterations: a run is extended by stopping early
+
+
 @pytest.mark.slow
 def test_slogan_synthetic_two_workers_equal_one_process_and_resume(tmp_path):
-    single = result_of(run_single(driver(SLOGAN_DRIVER, LOG_DIR=f"{tmp_path}/single/", ITERATIONS=4)))
+    single = result_of(run_single(driver(SLOGAN_DRIVER, LOG_DIR=f"{tmp_path}/single/", STOP=STOP_AT_4)))
     log_dir = f"{tmp_path}/multi/"
-    outputs = run_cluster(driver(SLOGAN_DRIVER, LOG_DIR=log_dir, ITERATIONS=4), cwd=tmp_path)
+    outputs = run_cluster(driver(SLOGAN_DRIVER, LOG_DIR=log_dir, STOP=STOP_AT_4), cwd=tmp_path)
     chief, other = (result_of(out) for out in outputs)
     run_dir = tmp_path / "multi" / "run"
     assert chief["run_dir"] == str(run_dir) and other["run_dir"] != str(run_dir)
@@ -128,8 +131,48 @@ def test_slogan_synthetic_two_workers_equal_one_process_and_resume(tmp_path):
     assert_same_checkpoint(Path(single["run_dir"]) / "model-4", run_dir / "model-4")
     assert chief["pi"] == pytest.approx(single["pi"], abs=1e-6) and other["pi"] == pytest.approx(chief["pi"])
 
-    outputs = run_cluster(driver(SLOGAN_DRIVER, LOG_DIR=log_dir, ITERATIONS=6), cwd=tmp_path)
+    outputs = run_cluster(driver(SLOGAN_DRIVER, LOG_DIR=log_dir, STOP=[]), cwd=tmp_path)
     for out in outputs:  # both workers restored the chief's newest checkpoint
         assert "model-4 (iteration 4 of 6)" in out, out[-2000:]
     assert tf.train.latest_checkpoint(str(run_dir)) == str(run_dir / "model-6")
     assert result_of(outputs[0])["step"] == 6
+
+
+GLO_DRIVER = """
+from glo import train
+
+_make_optimizer = train.make_optimizer
+def _comparison_epsilon(cfg):
+    optimizer = _make_optimizer(cfg)
+    optimizer.epsilon = 1e-2
+    return optimizer
+train.make_optimizer = _comparison_epsilon
+from glo import trainer
+trainer.main(["--gpu", "-1", "--dataset", DATASET, "--run_name", "run", "--seed", "0", "--no_progress",
+              "--batch_size", "8", "--max_steps", str(STEPS), "--output_save_step", "1", "--summary_step", "1"])
+print("RESULT", "{}")
+"""
+
+
+@pytest.mark.slow
+def test_glo_two_workers_equal_one_process_and_resume(tmp_path):
+    from glo.testing import make_dataset
+
+    runs = {}
+    for name in ("single", "multi"):  # training rewrites the codes in the dataset file: one copy per side
+        (tmp_path / name).mkdir()
+        runs[name] = str(make_dataset(tmp_path / name / "data", n=32, dim=10))
+    run_single(driver(GLO_DRIVER, DATASET=runs["single"], STEPS=3), cwd=tmp_path / "single")
+    outputs = run_cluster(driver(GLO_DRIVER, DATASET=runs["multi"], STEPS=3), cwd=tmp_path / "multi")
+    for out in outputs:
+        result_of(out)
+    [single_dir] = (tmp_path / "single" / "train_dir").iterdir()
+    [run_dir] = (tmp_path / "multi" / "train_dir").iterdir()  # the non-chief wrote no run folder
+    assert tf.train.latest_checkpoint(str(run_dir)) == str(run_dir / "model-3")
+    assert (run_dir / "config.json").is_file() and list(run_dir.glob("events.out.tfevents.*"))
+    assert_same_checkpoint(single_dir / "model-3", run_dir / "model-3")
+
+    outputs = run_cluster(driver(GLO_DRIVER, DATASET=runs["multi"], STEPS=5), cwd=tmp_path / "multi")
+    for out in outputs:  # both workers restored the chief's newest checkpoint
+        assert "model-3 at iteration" in out, out[-2000:]
+    assert tf.train.latest_checkpoint(str(run_dir)) == str(run_dir / "model-5")
