@@ -196,6 +196,7 @@ def pretrain(cfg, images: np.ndarray | None = None, show_progress: bool = True,
         devices: explicit replica devices (tests: ``["/cpu:0", "/cpu:1"]``); default: ``--gpu`` / ``TF_CONFIG``.
     """
     from common.config import prepare_run_dir
+    from common.devices import worker_dir
     from common.seeding import make_generator, set_seed
     from common.summaries import Logbook
     from common.training import Checkpoints, Every, train_loop
@@ -205,7 +206,7 @@ def pretrain(cfg, images: np.ndarray | None = None, show_progress: bool = True,
 
     strategy = make_run_strategy(cfg, devices)
     cfg = resolve_seed(cfg)
-    run_dir, _ = prepare_run_dir(cfg.run_dir, cfg)
+    run_dir, _ = prepare_run_dir(worker_dir(cfg.run_dir), cfg)  # non-chief: a scratch folder
     set_seed(cfg.seed)
     if images is None:
         images = load_images(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.subset, cfg.workers)

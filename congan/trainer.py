@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from common.config import as_dict, prepare_run_dir
+from common.devices import worker_dir
 from common.errors import UsageError
 from common.images import save_png
 from common.seeding import make_generator, set_seed
@@ -66,7 +67,7 @@ def run_framework2(cfg, images: np.ndarray | None = None, show_progress: bool = 
     if cfg.sample_repr == "slerp" and not cfg.fix_slerp:
         print("warning: --sample_repr slerp uses the notebook's slerp, which gives NaN on unnormalised SimSiam "
               "representations (spec §8.1), so the losses will be NaN; --fix_slerp fixes it", file=sys.stderr)
-    run_dir, _ = prepare_run_dir(cfg.run_dir, cfg)
+    run_dir, _ = prepare_run_dir(worker_dir(cfg.run_dir), cfg)  # non-chief: a scratch folder
     set_seed(cfg.seed)
     batches = EpochBatches(training_images(cfg, images), cfg.batch_size, cfg.seed)
     # Networks and optimizer slots are mirrored on every replica; float16 compute under --mixed_precision.
@@ -169,7 +170,7 @@ def run_framework1(cfg, images: np.ndarray | None = None, show_progress: bool = 
     """
     strategy = make_run_strategy(cfg, devices)
     cfg = resolve_seed(cfg)
-    run_dir, _ = prepare_run_dir(cfg.run_dir, cfg)
+    run_dir, _ = prepare_run_dir(worker_dir(cfg.run_dir), cfg)  # non-chief: a scratch folder
     set_seed(cfg.seed)
     batches = EpochBatches(training_images(cfg, images), cfg.batch_size, cfg.seed)
     rng = make_generator(cfg.seed)

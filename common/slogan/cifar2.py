@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from common.config import prepare_run_dir, timestamp_run_name
+from common.devices import worker_dir
 from common.errors import UsageError
 from common.images import make_grid
 from common.seeding import set_seed
@@ -182,7 +183,7 @@ def run(cfg: Cifar2Config, *, load_cifar10: Callable | None = None,
     if cfg.pretrained:
         return evaluate_pretrained(cfg, load_cifar10=load_cifar10, extractors=extractors, strategy=strategy)
     run_dir = cfg.run_dir(cfg.run_name or timestamp_run_name())
-    run_dir, resuming = prepare_run_dir(run_dir, cfg)
+    run_dir, resuming = prepare_run_dir(worker_dir(run_dir), cfg)  # non-chief: a scratch folder
     pieces = Cifar2Run(cfg, load_cifar10=load_cifar10, extractors=extractors, strategy=strategy)
     checkpoints = Checkpoints(run_dir, max_to_keep=MAX_CHECKPOINTS, **pieces.trackables())
     start = checkpoints.restore_latest()
