@@ -120,3 +120,12 @@ def test_results_files_are_written(tmp_path):
     data = json.loads((tmp_path / "results.json").read_text())
     assert [r["default"] for r in data["records"]] == [False, True]
     assert (tmp_path / "results.md").read_text().startswith("Measured by `make bench`")
+
+
+def test_invocation_budget_lets_a_slow_first_mode_borrow_but_reserves_time_for_the_rest():
+    from benchmarks import run
+
+    assert run.invocation_budget(60, 0, 3) == pytest.approx(40)  # 60 minus half an equal share (10) for each of 2
+    assert run.invocation_budget(60, 40, 2) == pytest.approx(5)  # 20 left, 15 reserved for the last one
+    assert run.invocation_budget(60, 45, 1) == pytest.approx(15)  # the last gets everything left
+    assert run.invocation_budget(60, 10, 2) == pytest.approx(35)  # a fast first mode leaves more to the others
