@@ -6,8 +6,9 @@
     python benchmarks/run.py --no-readme      # leave README.md alone
 
 Each script runs in its own process (some scripts several times, one process per mode: see ``PLANS``), with
-``BENCH_QUICK=1`` (unless ``--full``: see ``benchmarks/harness.py``) and a wall-clock budget; a script that
-overruns it is stopped and the records it already printed are kept. The collected records go to
+``BENCH_QUICK=1`` (unless ``--full``: see ``benchmarks/harness.py``) and a wall-clock budget (its own plus what
+earlier scripts left unused); a script that overruns it is stopped and the records it already printed are kept.
+The collected records go to
 ``benchmarks/results.json``; the Markdown tables go to ``benchmarks/results.md`` and replace the part of
 ``README.md`` between ``<!-- bench:start -->`` and ``<!-- bench:end -->`` (not with script words or
 ``--no-readme``; scripts that failed or ran out of time are listed under the table).
@@ -353,6 +354,7 @@ def main(argv: list[str]) -> int:
     info["default_modes"] = defaults
     began = time.perf_counter()
     all_records, failures = [], {}
+    planned = 0.0
     for script in scripts:
         plan = PLANS.get(script.name, Plan(None))
         started = time.perf_counter()
@@ -361,7 +363,9 @@ def main(argv: list[str]) -> int:
         if quick and left <= 5:
             failures[script.name] = "not run: the total time budget was used up"
             continue
-        budget = min(plan.budget_s * args.budget_scale, left) if quick else None
+        planned += plan.budget_s * args.budget_scale
+        # Its own budget plus what the earlier scripts left unused (a noisy machine makes some slower, some faster).
+        budget = min(planned - (started - began), left) if quick else None
         print(f"== {script.name}" + (f" (budget {budget:.0f} s)" if budget else ""), file=sys.stderr, flush=True)
         errors = []
         for k, invocation in enumerate(plan.invocations):
