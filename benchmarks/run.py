@@ -310,7 +310,8 @@ def markdown(records: list[dict], info: dict) -> str:
     problems = [f"`{r.get('bench')}` {r.get('mode', '')}: {r['error']}" for r in errors]
     problems += [f"`{name}`: {why}" for name, why in info.get("failures", {}).items()]
     if problems:
-        lines += ["Not measured: " + "; ".join(problems) + ".", ""]
+        lines += ["Stopped by a time budget or failed (what such a process printed before is in the tables): "
+                  + "; ".join(problems) + ".", ""]
     return "\n".join(lines)
 
 
