@@ -74,6 +74,18 @@ def select_gpus(value: str | int | None, flag: str = "--gpu") -> list[int]:
 _CLUSTER: list = []  # the one MultiWorkerMirroredStrategy of this process, once built
 
 
+def names_a_cluster() -> bool:
+    """True when the ``TF_CONFIG`` environment variable names two or more tasks (a multi-worker run)."""
+    tf_config = os.environ.get("TF_CONFIG")
+    if not tf_config:
+        return False
+    try:
+        cluster = json.loads(tf_config).get("cluster", {})
+    except (json.JSONDecodeError, AttributeError) as err:
+        raise UsageError(f"TF_CONFIG: expected JSON with a 'cluster' entry ({err})") from err
+    return sum(len(v) for v in cluster.values()) > 1
+
+
 def _cluster_strategy():
     """The process's ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` names several tasks, else None.
 
@@ -83,14 +95,7 @@ def _cluster_strategy():
     """
     if _CLUSTER:
         return _CLUSTER[0]
-    tf_config = os.environ.get("TF_CONFIG")
-    if not tf_config:
-        return None
-    try:
-        cluster = json.loads(tf_config).get("cluster", {})
-    except json.JSONDecodeError as err:
-        raise UsageError(f"TF_CONFIG: expected JSON with a 'cluster' entry ({err})") from err
-    if sum(len(v) for v in cluster.values()) <= 1:
+    if not names_a_cluster():
         return None
     import tensorflow as tf
 

@@ -40,7 +40,9 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from common.devices import select_gpus
+    from selfcond.trainer import refuse_multi_worker
 
+    refuse_multi_worker()
     select_gpus(",".join(args.devices), flag="--devices")
     from selfcond.config import load_config
     from selfcond.trainer import TrainOptions, run

@@ -251,8 +251,22 @@ def _resolve_seed(options: TrainOptions, out_dir: Path) -> int:
     return random.SystemRandom().randrange(2**31)
 
 
+def refuse_multi_worker() -> None:
+    """UsageError under a ``TF_CONFIG`` cluster: the Self-Conditioned GAN trains on one machine only.
+
+    Its run folder (snapshots, job-control files, reclustering caches) is written by every process; keeping it on
+    the chief, as the other trainers do, is not done yet, and silently training unsynchronised copies would be worse.
+    """
+    from common.devices import names_a_cluster
+
+    if names_a_cluster():
+        raise UsageError("TF_CONFIG names a multi-worker cluster, which the Self-Conditioned GAN does not support "
+                         "yet; unset TF_CONFIG and use --devices for several GPUs of one machine")
+
+
 def _strategy(devices):
     """None for one device; a MirroredStrategy over the listed GPUs (or CPUs in tests) otherwise."""
+    refuse_multi_worker()
     devices = [str(d) for d in devices]
     if len(devices) <= 1:
         return None

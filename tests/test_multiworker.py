@@ -24,6 +24,7 @@ import pytest
 import tensorflow as tf
 
 from common.devices import is_chief, worker_run_dir
+from common.errors import UsageError
 from tests.multiworker import run_cluster, run_single
 
 SLOGAN_DRIVER = """
@@ -176,3 +177,24 @@ def test_glo_two_workers_equal_one_process_and_resume(tmp_path):
     for out in outputs:  # both workers restored the chief's newest checkpoint
         assert "model-3 at iteration" in out, out[-2000:]
     assert tf.train.latest_checkpoint(str(run_dir)) == str(run_dir / "model-5")
+
+
+def test_names_a_cluster_and_the_self_conditioned_gan_refuses_one(monkeypatch, tmp_path, capsys):
+    from common.devices import names_a_cluster
+    from selfcond import train
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert not names_a_cluster()
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"index": 0}}))
+    assert not names_a_cluster()  # one task is no cluster
+    cluster = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(cluster))
+    assert names_a_cluster()
+    with pytest.raises(SystemExit) as exit_info:
+        train.main([str(tmp_path / "config.yaml"), "--outdir", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert "TF_CONFIG names a multi-worker cluster" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+    monkeypatch.setenv("TF_CONFIG", "not json")
+    with pytest.raises(UsageError, match="TF_CONFIG: expected JSON"):
+        names_a_cluster()
