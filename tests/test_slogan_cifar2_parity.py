@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from common.seeding import set_seed
 from common.slogan import cifar2_data, cifar2_step
-from tests.devices import eagerly, two_cpus
+from tests.devices import assert_same_run, eagerly, two_cpus
 from tests.test_slogan_cifar2 import _state_variables, fake_cifar, tiny_config, tiny_networks
 
 ITERATIONS = 2
@@ -53,14 +53,7 @@ def assert_same(a, b, rtol=1e-4, atol=1e-6):
     both signs (the WGAN loss is a difference of means), and another summation order (graph-mode kernels, two
     replicas) changes that cancelling sum by up to ~1e-4 of its value while the forward pass is bit-identical.
     """
-    (values_a, outputs_a), (values_b, outputs_b) = a, b
-    assert values_a.keys() == values_b.keys()
-    for key, value in values_a.items():
-        scale = float(np.abs(value).max()) if value.size and value.dtype.kind == "f" else 0.0
-        np.testing.assert_allclose(values_b[key], value, rtol=rtol, atol=atol + rtol * scale, err_msg=key)
-    for out_a, out_b in zip(outputs_a, outputs_b):
-        for key in out_a:
-            assert out_b[key] == pytest.approx(out_a[key], rel=rtol, abs=atol), key
+    assert_same_run(a, b, rtol, atol)
 
 
 @pytest.fixture(scope="module")

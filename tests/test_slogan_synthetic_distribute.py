@@ -19,7 +19,7 @@ from common.seeding import set_seed
 from common.slogan import synthetic_run
 from common.slogan.data import build_synthetic_streams
 from common.slogan.synthetic import SyntheticConfig, SyntheticState, make_train_steps
-from tests.devices import eagerly, two_cpus
+from tests.devices import assert_same_run, eagerly, two_cpus
 
 TINY = dict(num_cluster=3, latent_dim=8, batch_size=16, eval_size=200, shuffle_buffer=1000, iterations=100)
 ITERATIONS = 3
@@ -66,14 +66,7 @@ def run_iterations(strategy=None, mode="tf.function", **overrides):
 def assert_same(a, b, rtol, atol):
     """Every value within rtol of itself or of its array's largest magnitude (gradients summed in another order
     differ by rounding relative to the whole vector, not to each entry), and every output within rtol."""
-    (values_a, outputs_a), (values_b, outputs_b) = a, b
-    assert values_a.keys() == values_b.keys()
-    for key, value in values_a.items():
-        scale = float(np.abs(value).max()) if value.size and value.dtype.kind == "f" else 0.0
-        np.testing.assert_allclose(values_b[key], value, rtol=rtol, atol=atol + rtol * scale, err_msg=key)
-    for out_a, out_b in zip(outputs_a, outputs_b):
-        for key in out_a:
-            assert out_b[key] == pytest.approx(out_a[key], rel=rtol, abs=atol), key
+    assert_same_run(a, b, rtol, atol)
 
 
 @pytest.fixture(scope="module")
