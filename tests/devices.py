@@ -11,7 +11,7 @@ def two_cpus() -> list[str]:
     """The names of the two logical CPU devices tests/conftest.py creates (skips if TF started too early)."""
     names = [d.name for d in tf.config.list_logical_devices("CPU")]
     if len(names) < 2:
-        pytest.skip("TensorFlow was initialised before conftest could split the CPU")
+        pytest.fail("fewer than 2 logical CPUs: tests/conftest.py must split the CPU before TensorFlow starts")
     return names[:2]
 
 

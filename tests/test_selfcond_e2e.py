@@ -295,7 +295,7 @@ class TinyD(keras.Model):
 
 def test_mirrored_step_matches_one_device():
     if len(tf.config.list_logical_devices("CPU")) < 2:
-        pytest.skip("TensorFlow was initialised before conftest could split the CPU")
+        pytest.fail("fewer than 2 logical CPUs: tests/conftest.py must split the CPU before TensorFlow starts")
     from selfcond.training import build_optimizer, distribute, make_train_step
 
     rng = np.random.default_rng(0)
@@ -399,7 +399,7 @@ def test_two_cpu_devices_train_like_one(tmp_path, monkeypatch):
     BatchNorm: per-replica batch statistics (unsynchronised, as in DataParallel) differ from one device's by
     design."""
     if len(tf.config.list_logical_devices("CPU")) < 2:
-        pytest.skip("TensorFlow was initialised before conftest could split the CPU")
+        pytest.fail("fewer than 2 logical CPUs: tests/conftest.py must split the CPU before TensorFlow starts")
     import selfcond.data
     import selfcond.trainer
     from selfcond.trainer import TrainOptions, run, saved_iterations
@@ -438,7 +438,7 @@ def test_two_cpu_devices_train_like_one(tmp_path, monkeypatch):
 def test_batch_norm_statistics_under_mirrored_strategy():
     """Per-replica batch statistics (unsynchronised, like DataParallel); the running copies are averaged."""
     if len(tf.config.list_logical_devices("CPU")) < 2:
-        pytest.skip("TensorFlow was initialised before conftest could split the CPU")
+        pytest.fail("fewer than 2 logical CPUs: tests/conftest.py must split the CPU before TensorFlow starts")
     from selfcond.layers import TorchBatchNorm
     from selfcond.training import distribute
 

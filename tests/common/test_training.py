@@ -149,7 +149,7 @@ def _train_toy(strategy, steps=3):
 
 def test_mirrored_strategy_matches_one_device():
     if len(tf.config.list_logical_devices("CPU")) < 2:
-        pytest.skip("TensorFlow was initialised before conftest could split the CPU")
+        pytest.fail("fewer than 2 logical CPUs: tests/conftest.py must split the CPU before TensorFlow starts")
     one = _train_toy(tf.distribute.get_strategy())
     two = _train_toy(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
     for a, b in zip(one, two):
