@@ -89,5 +89,7 @@ def test_original_check_patches_each_fragment_and_refuses_another_version():
     assert patched.count("tf1_layers.dense(") == 2 and "opt = (sgd)" in patched
     assert "np.random.seed(_SEED)" in patched and "if _probe(globals(), i):\n            break" in patched
     compile(patched, "patched", "exec")  # still Python
+    assert "enable_resource_variables" not in patched
+    assert "tf.disable_v2_behavior()\ntf.enable_resource_variables()" in patch_source(_ORIGINAL_LIKE, True)
     with pytest.raises(UsageError, match="batch_norm"):
         patch_source(_ORIGINAL_LIKE.replace("tf.contrib.layers.batch_norm(x)", "keras_batch_norm(x)"))

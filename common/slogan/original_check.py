@@ -16,6 +16,9 @@ repository, get it from github.com/shinyflight/SLOGAN):
 - TF 1.14's mixed-precision graph-rewrite wrapper (gone from TF 2) is dropped: on a CPU it only skipped updates
   with non-finite gradients, which a healthy run never has;
 - matplotlib is replaced by a no-op (the PNGs are not needed), the hard-coded seed 0 by ``--seed``;
+- with ``--resource_variables`` (an experiment, not the original), every variable is a resource variable: each
+  ``sess.run`` of the joint G / E / prior step then differentiates one snapshot of the weights, as the port does,
+  instead of backward passes that may read weights another update of the same run already changed in place;
 - after ``--stop_after`` iterations the run stops and prints, as JSON, π and for each component the share of
   its generated samples nearest to each true mode: the same measurement as
   ``python -m common.slogan.report <run> --samples N`` makes for a port run.
@@ -76,9 +79,15 @@ no_plots = types.SimpleNamespace(scatter=lambda *a, **k: None, savefig=lambda *a
                                  close=lambda *a, **k: None)
 
 
-def patch_source(text: str) -> str:
-    """The original's source with :data:`PATCHES` applied; UsageError when a fragment does not match once."""
-    for old, new in PATCHES:
+RESOURCE_VARIABLES = ("tf.disable_v2_behavior()\n", "tf.disable_v2_behavior()\ntf.enable_resource_variables()\n")
+
+
+def patch_source(text: str, resource_variables: bool = False) -> str:
+    """The original's source with :data:`PATCHES` applied; UsageError when a fragment does not match once.
+
+    ``resource_variables`` adds :data:`RESOURCE_VARIABLES` (snapshot reads instead of TF1's in-place ones).
+    """
+    for old, new in PATCHES + ((RESOURCE_VARIABLES,) if resource_variables else ()):
         if text.count(old) != 1:
             raise UsageError(f"original file: expected the fragment {old.strip()[:50]!r} exactly once, found "
                              f"{text.count(old)} (a different version of slogan_synthetic.py?)")
@@ -110,15 +119,17 @@ def judge(namespace: dict, samples: int) -> dict:
             "tensorflow": tf.__version__}
 
 
-def run(original: Path, seed: int, stop_after: int, samples: int, argv: list[str]) -> dict:
+def run(original: Path, seed: int, stop_after: int, samples: int, argv: list[str],
+        resource_variables: bool = False) -> dict:
     """Execute the patched original as ``__main__`` with ``argv``; return :func:`judge` at ``stop_after``."""
-    code = compile(patch_source(original.read_text()), str(original), "exec")
+    code = compile(patch_source(original.read_text(), resource_variables), str(original), "exec")
     result = {}
 
     def probe(namespace, iteration):
         if int(iteration) < stop_after:
             return False
-        result.update(iteration=int(iteration), seed=seed, **judge(namespace, samples))
+        result.update(iteration=int(iteration), seed=seed, resource_variables=resource_variables,
+                      **judge(namespace, samples))
         return True
 
     saved_argv = sys.argv
@@ -138,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop_after", type=int, default=20_000,
                         help="iterations to run (the U2C term is off from 20 000 on with the default flags)")
     parser.add_argument("--samples", type=int, default=10_000, help="generated samples per component to classify")
+    parser.add_argument("--resource_variables", action="store_true",
+                        help="experiment: resource variables instead of TF1 reference variables (snapshot reads)")
     parser.add_argument("--log_dir", default="./logs/original_synthetic/",
                         help="the original's --log_dir (it writes an empty run folder there)")
     args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
@@ -147,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.stop_after < 1 or args.samples < 1:
         raise UsageError("--stop_after and --samples: expected positive counts")
     result = run(original, args.seed, args.stop_after, args.samples,
-                 ["--gpu", "-1", "--log_freq", str(10 ** 9), "--log_dir", args.log_dir, *rest])
+                 ["--gpu", "-1", "--log_freq", str(10 ** 9), "--log_dir", args.log_dir, *rest],
+                 resource_variables=args.resource_variables)
     print(json.dumps(result))
     return 0
 
