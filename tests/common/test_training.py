@@ -13,6 +13,7 @@ from common.devices import parse_gpu_flag
 from common.errors import UsageError
 from common.seeding import make_generator, set_seed
 from common.training import Checkpoints, Every, train_loop
+from tests.devices import two_cpus
 
 
 def _toy_state(seed=0):
@@ -148,10 +149,8 @@ def _train_toy(strategy, steps=3):
 
 
 def test_mirrored_strategy_matches_one_device():
-    if len(tf.config.list_logical_devices("CPU")) < 2:
-        pytest.fail("fewer than 2 logical CPUs: tests/conftest.py must split the CPU before TensorFlow starts")
     one = _train_toy(tf.distribute.get_strategy())
-    two = _train_toy(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    two = _train_toy(tf.distribute.MirroredStrategy(two_cpus()))
     for a, b in zip(one, two):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
