@@ -79,7 +79,18 @@ def _measure(name: str, mode: str, repeats: int) -> dict:
             "compile_s": round(timings["g"]["compile_s"] + timings["d"]["compile_s"], 3),
             "cpu_ms_per_step": round(timings["g"]["cpu_ms_per_step"] + cfg.D_iters * timings["d"]["cpu_ms_per_step"],
                                      2),
-            "peak_rss_mb": max(t["peak_rss_mb"] for t in timings.values())}
+            "peak_rss_mb": max(t["peak_rss_mb"] for t in timings.values()),
+            "step_mem_mb": iteration_memory_mb(timings["g"], timings["d"])}
+
+
+def iteration_memory_mb(g: dict, d: dict) -> float:
+    """Memory one G-then-D iteration needs beyond what the process held before G's first call, in MiB.
+
+    ``g`` and ``d`` are :func:`time_calls` results measured in that order: G's baseline is its peak minus its step
+    memory, and the iteration's peak is the larger of the two peaks (D's measurement starts from what G left).
+    """
+    baseline = g["peak_rss_mb"] - g["step_mem_mb"]
+    return round(max(g["peak_rss_mb"], d["peak_rss_mb"]) - baseline, 1)
 
 
 def main() -> None:

@@ -129,3 +129,12 @@ def test_invocation_budget_lets_a_slow_first_mode_borrow_but_reserves_time_for_t
     assert run.invocation_budget(60, 40, 2) == pytest.approx(5)  # 20 left, 15 reserved for the last one
     assert run.invocation_budget(60, 45, 1) == pytest.approx(15)  # the last gets everything left
     assert run.invocation_budget(60, 10, 2) == pytest.approx(35)  # a fast first mode leaves more to the others
+
+
+def test_congan_iteration_memory_counts_from_before_the_generator_step():
+    from benchmarks.bench_congan import iteration_memory_mb
+
+    # G: 500 MiB before its first call, peak 700; D then peaks at 760 (its own baseline, 650, is what G left).
+    g = {"peak_rss_mb": 700.0, "step_mem_mb": 200.0}
+    assert iteration_memory_mb(g, {"peak_rss_mb": 760.0, "step_mem_mb": 110.0}) == 260.0
+    assert iteration_memory_mb(g, {"peak_rss_mb": 680.0, "step_mem_mb": 30.0}) == 200.0
