@@ -211,11 +211,14 @@ def train_mnist_classifier(model, source=None, seed: int = 0, epochs: int = 10) 
     return classifiers.train(model, images, labels, epochs=epochs, batch_size=100, seed=seed)
 
 
+FID_BATCH = 200  # the original's TTUR activation loop: batches of 200, images after the last full one skipped
+
+
 def make_fid_extractor():
-    """TTUR's Inception graph (loaded lazily on first use)."""
+    """TTUR's Inception graph in batches of :data:`FID_BATCH`, remainder dropped (spec §7.2; loaded lazily)."""
     from common.inception import load_inception
 
-    return load_inception("ttur")
+    return load_inception("ttur", batch_size=FID_BATCH, drop_remainder=True)
 
 
 def make_is_extractor():

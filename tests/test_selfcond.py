@@ -622,3 +622,11 @@ def test_finished_image_run_does_nothing(tmp_path, capsys):
     assert run(config, TrainOptions("x.yaml")) == {}  # returns before touching the (absent) data
     assert "done by someone" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == ["done.txt"]
+
+
+def test_fid_extractor_is_the_ttur_graph_in_full_batches_of_200():
+    """Spec §7.2: TTUR pool_3 features in batches of 200; images after the last full batch are skipped."""
+    from selfcond.evaluation import make_fid_extractor
+
+    net = make_fid_extractor()  # lazy: nothing is downloaded before the first call
+    assert (net.name, net.batch_size, net.drop_remainder) == ("inception-ttur", 200, True)
