@@ -5,7 +5,8 @@ starts. :func:`select_gpus` does the same and must run before TensorFlow touches
 call it right after parsing their flags. Values: ``0`` (one GPU), ``0,1`` (several: a
 ``MirroredStrategy``), ``-1`` (CPU only). A ``TF_CONFIG`` in the environment selects
 ``MultiWorkerMirroredStrategy`` (built once, in :func:`select_gpus`); :func:`checked_strategy` adds the checks
-every trainer makes, and :func:`worker_run_dir` / :func:`worker_dir` keep a multi-worker run's outputs on the chief.
+every trainer makes, :func:`worker_run_dir` / :func:`worker_dir` keep a multi-worker run's outputs on the chief, and
+:func:`from_chief` gives every worker the chief's copy of a decision or result.
 """
 
 from __future__ import annotations
@@ -238,3 +239,47 @@ def _copy_resume_state(run_dir: Path, scratch: Path) -> None:
         names += [p.name for p in run_dir.glob(Path(latest).name + ".*")]
     for name in names:
         shutil.copy2(run_dir / name, scratch / name)
+
+
+def from_chief(strategy, values):
+    """The chief's copy of each value, on every worker of a multi-worker run (the values themselves otherwise).
+
+    For decisions only one process may take (the chief reads and writes the run folder) and for results a worker
+    must not compute on its own (e.g. a clustering that every worker must share). One collective: every value is
+    packed into a float64 vector, the chief's first replica contributes it and every other replica zeros to a SUM
+    all-reduce, so every worker receives the chief's numbers bit for bit (x + 0 = x; float32 values and integers
+    below 2**53 survive the float64 round trip). A contributor count travels along and must come back as 1.
+
+    Args:
+        strategy: the run's strategy (None or a one-process strategy: nothing is exchanged).
+        values: arrays of any shapes (float, int, bool); every worker passes the same shapes (a non-chief's
+            numbers are ignored).
+    Returns:
+        numpy arrays of the given shapes and dtypes holding the chief's numbers.
+    """
+    import numpy as np
+
+    arrays = [np.asarray(v) for v in values]
+    if strategy is None or not is_multi_worker(strategy):
+        return arrays
+    import tensorflow as tf
+
+    for a in arrays:
+        if a.dtype.kind in "iu" and a.size and int(np.abs(a).max()) >= 2**53:
+            raise ValueError("from_chief: integers of 2**53 or more do not survive the float64 transport")
+    packed = np.concatenate([[1.0], *(a.astype(np.float64).ravel() for a in arrays)])
+    chief, calls = is_chief(), []
+
+    def contribution(context):  # called once per local replica; only the chief's first one contributes
+        calls.append(context.replica_id_in_sync_group)
+        return tf.constant(packed if chief and len(calls) == 1 else np.zeros_like(packed))
+
+    total = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.experimental_distribute_values_from_function(
+        contribution), axis=None).numpy()
+    if total[0] != 1.0:
+        raise RuntimeError(f"from_chief: {total[0]:g} replicas contributed instead of the chief's first one alone")
+    out, offset = [], 1
+    for a in arrays:
+        out.append(total[offset:offset + a.size].reshape(a.shape).astype(a.dtype))
+        offset += a.size
+    return out

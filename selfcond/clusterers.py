@@ -161,6 +161,10 @@ class Clusterer(tf.Module):
     def _x_labels_numpy(self):
         raise UsageError(f"clusterer {self.name_in_registry}: has no labels of a clustering sample")
 
+    def clustering_variables(self) -> list:
+        """The variables a reclustering sets (none here); see :func:`share_chief_clustering`."""
+        return []
+
 
 class RandomLabels(Clusterer):
     """``random_labels``: i.i.d. uniform labels in [0, K) for every batch (spec §1.4).
@@ -267,6 +271,9 @@ class KMeansClusterer(Clusterer):
     def _x_labels_numpy(self):
         return self.x_labels.numpy()
 
+    def clustering_variables(self) -> list:
+        return [self.centers, self.mapping, self.x_labels, self.has_x_labels, self.fitted, self.fits]
+
     def sampling_distribution(self, nlabels: int) -> np.ndarray:
         """Empirical cluster sizes of the clustering sample at the last reclustering (spec §7.1)."""
         counts = self.get_label_distribution().astype(np.float64)
@@ -332,6 +339,9 @@ class Online(KMeansClusterer):
         self.live = tf.Variable(False, trainable=False, name="live")
         self._live_source = None
 
+    def clustering_variables(self) -> list:
+        return [*super().clustering_variables(), self.counts, self.burned_in, self.live]
+
     def _source(self):
         if bool(self.live.numpy()):
             if self._live_source is None or self._live_source.discriminator is not self.live_discriminator:
@@ -382,6 +392,24 @@ def macqueen_update(centers: np.ndarray, counts: np.ndarray, features: np.ndarra
     total = counts[touched] + new[touched]
     centers[touched] = (counts[touched, None] * centers[touched] + sums[touched]) / total[:, None]
     return centers
+
+
+def share_chief_clustering(clusterer: Clusterer, strategy) -> None:
+    """Every worker of a multi-worker run takes the chief's clustering (no-op on one process).
+
+    Each worker reclusters on its own copy of the synchronised D (so side effects such as the snapshot weights and
+    the online clusterer's switch to the live D happen everywhere), then adopts the chief's centers, permutation,
+    labels of the clustering sample and counters bit for bit, so all workers label their batches with one
+    partition. Same weights and seed would usually give the same k-means anyway, but nothing guarantees it:
+    sklearn's threaded Lloyd sums and D's features may round differently on other hardware or thread counts.
+    """
+    from common.devices import from_chief, is_multi_worker
+
+    variables = clusterer.clustering_variables()
+    if not variables or strategy is None or not is_multi_worker(strategy):
+        return
+    for variable, value in zip(variables, from_chief(strategy, [v.numpy() for v in variables])):
+        variable.assign(value)
 
 
 class _FunctionCache:

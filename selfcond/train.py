@@ -3,7 +3,8 @@
 Original flags (spec §2.1) plus the port's ``--seed``, ``--source`` (read the dataset from this file or
 folder instead of ``data.train_dir``) and ``--jit_compile``. Outputs go to ``training.out_dir``
 (``--outdir`` overrides it); running a finished experiment again does nothing, and running an
-interrupted one continues it from its newest checkpoint.
+interrupted one continues it from its newest checkpoint. With ``TF_CONFIG`` naming a cluster, every worker runs
+this same command (``MultiWorkerMirroredStrategy``; only the chief writes the run folder).
 """
 
 import argparse
@@ -40,9 +41,8 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from common.devices import select_gpus
-    from selfcond.trainer import refuse_multi_worker
 
-    refuse_multi_worker()
+    # Before any other TensorFlow work: also builds the MultiWorkerMirroredStrategy of a TF_CONFIG cluster.
     select_gpus(",".join(args.devices), flag="--devices")
     from selfcond.config import load_config
     from selfcond.trainer import TrainOptions, run

@@ -11,6 +11,14 @@ There is no final save, as in the original (``save_last`` adds one; ``exact_epoc
 The checkpoint holds G, D, both optimizers, the EMA generator, the clusterer (snapshot D, centers,
 mapping, labels of the clustering sample), the latent RNG and the iteration; data order and augmentation
 are functions of (seed, iteration), so a resumed run continues exactly.
+
+Multi-worker (``TF_CONFIG``, ``MultiWorkerMirroredStrategy`` built by ``common.devices.select_gpus``): every
+worker reads the same global batch and z (same seed) and feeds its replicas their rows of it (:func:`distribute`).
+Only the chief touches the run folder: it takes the job lock, resolves the seed, checks the config and picks the
+checkpoint to resume, and every worker adopts these decisions (``common.devices.from_chief``); the other workers
+read the chief's checkpoint and clustering images, save their checkpoints into a scratch folder
+(``common.devices.worker_dir``, as the collectives of a save need every worker) and write nothing else. After each
+reclustering every worker takes the chief's partition (``selfcond.clusterers.share_chief_clustering``).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from common.config import RESUME_SAFE_KEYS, prepare_run_dir
+from common.devices import from_chief, is_chief, worker_dir
 from common.errors import UsageError
 from common.images import save_grid
 from common.progress import Progress
@@ -32,7 +41,7 @@ from common.seeding import make_generator, set_seed
 from common.summaries import Logbook
 from common.training import StopRequest
 from common.training import restore as restore_checkpoint
-from selfcond.clusterers import build_clusterer
+from selfcond.clusterers import build_clusterer, share_chief_clustering
 from selfcond.data import Loader, build_dataset
 from selfcond.losses import GAN_TYPES, REG_TYPES
 from selfcond.models import build_discriminator, build_generator
@@ -229,6 +238,7 @@ class RunState:
     def save(self, out_dir: str | Path, it: int) -> None:
         """``chkpts/model_%08d`` at every backup; ``chkpts/model`` too when it > 0 (the original's model.pt)."""
         self.iteration.assign(it)
+        checkpoint_prefix(out_dir).parent.mkdir(parents=True, exist_ok=True)
         self.checkpoint.write(str(checkpoint_prefix(out_dir, it)))
         if it > 0:
             self.checkpoint.write(str(checkpoint_prefix(out_dir)))
@@ -251,27 +261,18 @@ def _resolve_seed(options: TrainOptions, out_dir: Path) -> int:
     return random.SystemRandom().randrange(2**31)
 
 
-def refuse_multi_worker() -> None:
-    """UsageError under a ``TF_CONFIG`` cluster: the Self-Conditioned GAN trains on one machine only.
-
-    Its run folder (snapshots, job-control files, reclustering caches) is written by every process; keeping it on
-    the chief, as the other trainers do, is not done yet, and silently training unsynchronised copies would be worse.
-    """
-    from common.devices import names_a_cluster
+def _strategy(devices, batch_size: int):
+    """None for one device; a MirroredStrategy over the listed GPUs (or CPUs in tests) otherwise; under a
+    ``TF_CONFIG`` cluster the process's MultiWorkerMirroredStrategy (over each worker's visible devices)."""
+    from common.devices import checked_strategy, make_strategy, names_a_cluster
 
     if names_a_cluster():
-        raise UsageError("TF_CONFIG names a multi-worker cluster, which the Self-Conditioned GAN does not support "
-                         "yet; unset TF_CONFIG and use --devices for several GPUs of one machine")
-
-
-def _strategy(devices):
-    """None for one device; a MirroredStrategy over the listed GPUs (or CPUs in tests) otherwise."""
-    refuse_multi_worker()
+        # seed=0: the check for a missing --seed does not apply, every worker adopts the chief's resolved seed.
+        # jit_compile=False: make_train_step notes that XLA is ignored on several replicas, as for --devices.
+        return checked_strategy(batch_size=batch_size, seed=0, batch_flag="training.batch_size", gpu_flag="--devices")
     devices = [str(d) for d in devices]
     if len(devices) <= 1:
         return None
-    from common.devices import make_strategy
-
     if all(d.startswith("/") for d in devices):
         return make_strategy(devices=devices)
     gpus = tf.config.list_logical_devices("GPU")
@@ -282,26 +283,52 @@ def _strategy(devices):
     return make_strategy(devices=[gpus[i].name for i in range(len(devices))])
 
 
+# Start-up decisions the chief sends to every worker: [status, seed, first checkpoint iteration or -1].
+_SKIP, _GO, _FAILED = 0, 1, 2
+
+
 def run(config: dict, options: TrainOptions) -> dict:
     """Train (or resume) the run of ``config``; returns the last logged losses ({} if already done)."""
     validate(config)
     training = config["training"]
     out_dir = Path(options.outdir or training["out_dir"])
-    reason = job_is_done_or_taken(out_dir)
-    if reason:
-        print(reason)
-        return {}
+    strategy = _strategy(options.devices, int(training["batch_size"]))
+    chief, locked, failure = is_chief(), False, None
+    decision = np.array([_SKIP, 0, -1], np.int64)
+    if chief:
+        reason = job_is_done_or_taken(out_dir)
+        if reason:
+            print(reason)
+        else:
+            locked = True
+            try:
+                decision = _plan(config, options, out_dir)
+            except BaseException as err:  # the other workers must hear of it, or they wait for the chief forever
+                failure, decision = err, np.array([_FAILED, 0, -1], np.int64)
+    status, seed, it0 = (int(v) for v in from_chief(strategy, [decision])[0])
     try:
-        return _run_locked(config, options, out_dir)
+        if failure is not None:
+            raise failure
+        if status == _FAILED:
+            raise UsageError("the chief of the TF_CONFIG cluster refused the run; its output names the reason")
+        if status == _SKIP:
+            return {}
+        return _run_locked(config, options, out_dir, strategy, seed, None if it0 < 0 else it0)
     finally:
-        release_job(out_dir)
+        if locked:
+            release_job(out_dir)
 
 
-def _run_locked(config: dict, options: TrainOptions, out_dir: Path) -> dict:
+def _plan(config: dict, options: TrainOptions, out_dir: Path) -> np.ndarray:
+    """The chief's start-up decisions: [_GO, seed, iteration to resume or -1], or [_SKIP, 0, -1].
+
+    Checks the EMA / BatchNorm combination, resolves the seed, records (or checks, when resuming) the config in
+    the run folder and picks the checkpoint (``--model_it`` or the newest).
+    """
     training = config["training"]
     if training["take_model_average"] and _has_batch_norm(config):
         print("Batch norm in generator or discriminator not compatible with exponential moving average")
-        return {}
+        return np.array([_SKIP, 0, -1], np.int64)
     seed = _resolve_seed(options, out_dir)
     # --nepochs (and --exact_epochs, --save_last) only set where the run stops and what it saves there: a run
     # may be extended by resuming with a larger bound.
@@ -310,7 +337,22 @@ def _run_locked(config: dict, options: TrainOptions, out_dir: Path) -> dict:
                               "jit_compile": options.jit_compile, "exact_epochs": options.exact_epochs,
                               "save_last": options.save_last},
                     ignore=RESUME_SAFE_KEYS | {"nepochs", "exact_epochs", "save_last"})
-    strategy = _strategy(options.devices)
+    restored = saved_iterations(out_dir)
+    it0 = options.model_it if options.model_it != -1 else (restored[-1] if restored else None)
+    if it0 is not None and it0 not in restored:
+        raise UsageError(f"--model_it {it0}: no checkpoint {checkpoint_prefix(out_dir, it0)}")
+    return np.array([_GO, seed, -1 if it0 is None else it0], np.int64)
+
+
+def _run_locked(config: dict, options: TrainOptions, out_dir: Path, strategy, seed: int, it0: int | None) -> dict:
+    """Train from iteration 0 (``it0`` None) or from the checkpoint of ``it0`` in ``out_dir``.
+
+    Every worker reads ``out_dir`` (the chief's run folder); the chief also writes it, any other worker saves its
+    checkpoints into ``target``, a scratch folder removed when the process exits, and writes nothing else.
+    """
+    training = config["training"]
+    chief = is_chief()
+    target = worker_dir(out_dir)
     batch_size = int(training["batch_size"])
     dataset = build_dataset(config, options.source, seed)
     loader = Loader(dataset, batch_size, seed, "train")
@@ -325,24 +367,23 @@ def _run_locked(config: dict, options: TrainOptions, out_dir: Path) -> dict:
         x_cluster, _ = Loader(dataset, batch_size, seed, "cluster").first(int(config["clusterer"]["nimgs"]))
     state = RunState(config, seed, x_cluster=x_cluster, strategy=strategy)
     z_test = sample_z(make_generator(seed + 2), config["z_dist"]["type"], len(x_test), int(config["z_dist"]["dim"]))
-    save_grid(out_dir / "real.png", x_test, padding=2, cols=GRID_COLUMNS)
-    logbook = Logbook(out_dir / "monitoring")
+    if chief:
+        save_grid(out_dir / "real.png", x_test, padding=2, cols=GRID_COLUMNS)
+    logbook = Logbook(out_dir / "monitoring", enabled=chief)
 
-    restored = saved_iterations(out_dir)
-    it0 = options.model_it if options.model_it != -1 else (restored[-1] if restored else None)
     if it0 is not None:
-        if it0 not in restored:
-            raise UsageError(f"--model_it {it0}: no checkpoint {checkpoint_prefix(out_dir, it0)}")
         state.restore(checkpoint_prefix(out_dir, it0))
         start = it0 + 1
         print(f"Loaded iteration {it0}; continuing at {start}")
     else:
         print("Initializing new clusterer. The first clustering can be quite slow.")
         state.clusterer.recluster(state.discriminator)
-        samples_path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(samples_path, x=x_cluster)
+        share_chief_clustering(state.clusterer, strategy)
+        if chief:
+            samples_path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(samples_path, x=x_cluster)
+            _save_images(out_dir, "gt", 0, x_test, logbook)
         start = 0
-        _save_images(out_dir, "gt", 0, x_test, logbook)
 
     step = make_train_step(
         state.generator, state.discriminator, state.g_optimizer, state.d_optimizer,
@@ -352,28 +393,31 @@ def _run_locked(config: dict, options: TrainOptions, out_dir: Path) -> dict:
         jit_compile=options.jit_compile,
     )
     stop_at = total if options.max_it is None else min(total, int(options.max_it))
-    last = _loop(config, options, state, step, loader, start, stop_at, total, out_dir, x_test, y_test, z_test,
+    last = _loop(config, options, state, step, loader, start, stop_at, total, target, x_test, y_test, z_test,
                  logbook, Loader(dataset, batch_size, seed, "eval"), seed)
     logbook.close()
     if stop_at < total:
         if start < stop_at:
-            state.save(out_dir, stop_at - 1)
+            state.save(target, stop_at - 1)
         print(f"--max_it {options.max_it}: stopped after iteration {stop_at - 1} of {total}; run again to continue")
     else:
         if options.save_last and start < total:
-            state.save(out_dir, total - 1)  # the original keeps only the last backup_every multiple
-        mark_job_done(out_dir)
+            state.save(target, total - 1)  # the original keeps only the last backup_every multiple
+        if chief:
+            mark_job_done(out_dir)
     return last
 
 
-def _loop(config, options, state, step, loader, start, stop_at, total, out_dir, x_test, y_test, z_test,
+def _loop(config, options, state, step, loader, start, stop_at, total, target, x_test, y_test, z_test,
           logbook, eval_loader, seed) -> dict:
+    """Iterations ``start .. stop_at - 1``; checkpoints go to ``target``, images and logs only from the chief."""
     training = config["training"]
+    chief = is_chief()
     batch_size, z_kind, z_dim = int(training["batch_size"]), config["z_dist"]["type"], int(config["z_dist"]["dim"])
     sample_nlabels = min(int(config["data"]["nlabels"]), int(training["sample_nlabels"]))
     last: dict = {}
     monitor = InceptionMonitor(int(training["inception_nsamples"]))
-    bar = Progress(total=total, initial=start, desc=str(out_dir), enabled=options.show_progress)
+    bar = Progress(total=total, initial=start, desc=str(target), enabled=options.show_progress)
     with StopRequest() as stop:
         for it in range(start, stop_at):
             epoch = it // len(loader)
@@ -394,9 +438,10 @@ def _loop(config, options, state, step, loader, start, stop_at, total, out_dir, 
                     dist = state.clusterer.get_label_distribution(tf.constant(x_real)).tolist()
                     print(f"[epoch {epoch}, it {it}], distribution: {dist}")
                 state.clusterer.recluster(state.discriminator, x_batch=tf.constant(x_real))
-            if due["sample"]:
-                _sample_grids(state, it, out_dir, x_test, y_test, z_test, sample_nlabels, logbook)
-            if it % int(training["inception_every"]) == 0 and it > 0:
+                share_chief_clustering(state.clusterer, state.strategy)
+            if due["sample"] and chief:
+                _sample_grids(state, it, target, x_test, y_test, z_test, sample_nlabels, logbook)
+            if it % int(training["inception_every"]) == 0 and it > 0 and chief:
                 scores = monitor(state, eval_loader, it, seed)
                 if scores is not None:
                     logbook.scalars(it, {"metrics/pt_inception_mean": scores[0],
@@ -404,11 +449,11 @@ def _loop(config, options, state, step, loader, start, stop_at, total, out_dir, 
                     print(f"[epoch {epoch}, it {it}] pt_inception_mean: {scores[0]}, pt_inception_stddev: {scores[1]}")
             if due["backup"]:
                 print("Saving backup...")
-                state.save(out_dir, it)
+                state.save(target, it)
                 logbook.flush()
             bar.update(it + 1, f"d={last['d_loss']:.3f} g={last['g_loss']:.3f}")
             if stop.requested:
-                state.save(out_dir, it)
+                state.save(target, it)
                 bar.close()
                 print(f"stopped after iteration {it}; run the same command to continue", file=sys.stderr)
                 sys.exit(INTERRUPTED_EXIT_CODE)

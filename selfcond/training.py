@@ -119,7 +119,12 @@ def make_train_step(generator, discriminator, g_optimizer, d_optimizer, *, gan_t
 
 
 def distribute(strategy, *arrays):
-    """Split global-batch arrays into per-replica values for ``strategy.run`` (identity without a strategy)."""
+    """Split global-batch arrays into per-replica values for ``strategy.run`` (identity without a strategy).
+
+    Every process holds the whole global batch [B, ...]; replica r (``replica_id_in_sync_group``, numbered over
+    all workers under ``MultiWorkerMirroredStrategy``) takes rows r·B/R .. (r+1)·B/R - 1, so R replicas on any
+    number of workers see the batch one process would.
+    """
     if strategy is None:
         return tuple(tf.convert_to_tensor(a) for a in arrays)
     replicas = strategy.num_replicas_in_sync

@@ -179,7 +179,9 @@ def test_glo_two_workers_equal_one_process_and_resume(tmp_path):
     assert tf.train.latest_checkpoint(str(run_dir)) == str(run_dir / "model-5")
 
 
-def test_names_a_cluster_and_the_self_conditioned_gan_refuses_one(monkeypatch, tmp_path, capsys):
+def test_names_a_cluster_and_the_self_conditioned_gan_refuses_a_malformed_one(monkeypatch, tmp_path, capsys):
+    """The Self-Conditioned GAN trains on a cluster (tests/test_selfcond_multiworker.py); a TF_CONFIG that is not
+    JSON stops its entry script with one line and exit status 2 before anything is written."""
     from common.devices import names_a_cluster
     from selfcond import train
 
@@ -190,11 +192,13 @@ def test_names_a_cluster_and_the_self_conditioned_gan_refuses_one(monkeypatch, t
     cluster = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}
     monkeypatch.setenv("TF_CONFIG", json.dumps(cluster))
     assert names_a_cluster()
-    with pytest.raises(SystemExit) as exit_info:
-        train.main([str(tmp_path / "config.yaml"), "--outdir", str(tmp_path / "out")])
-    assert exit_info.value.code == 2
-    assert "TF_CONFIG names a multi-worker cluster" in capsys.readouterr().err
-    assert not (tmp_path / "out").exists()  # refused before anything was written
     monkeypatch.setenv("TF_CONFIG", "not json")
     with pytest.raises(UsageError, match="TF_CONFIG: expected JSON"):
         names_a_cluster()
+    for name in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "TF_CPP_MIN_LOG_LEVEL"):  # select_gpus sets them
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+    with pytest.raises(SystemExit) as exit_info:
+        train.main([str(tmp_path / "config.yaml"), "--outdir", str(tmp_path / "out"), "--devices", "-1"])
+    assert exit_info.value.code == 2
+    assert "TF_CONFIG: expected JSON" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # refused before anything was written

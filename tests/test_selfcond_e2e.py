@@ -409,8 +409,8 @@ def test_two_cpu_devices_train_like_one(tmp_path, monkeypatch):
     monkeypatch.setattr(selfcond.trainer, "build_discriminator", lambda config, name: TinyImageD(4, name))
     strategies, make = [], selfcond.trainer._strategy
 
-    def recording(devices):
-        strategies.append(make(devices))
+    def recording(devices, batch_size):
+        strategies.append(make(devices, batch_size))
         return strategies[-1]
 
     monkeypatch.setattr(selfcond.trainer, "_strategy", recording)
