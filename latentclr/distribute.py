@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from common.devices import is_chief as is_chief  # re-exported: the trainer asks distribute.is_chief()
 from common.devices import make_strategy, parse_gpu_flag
+from common.devices import worker_dir as worker_dir  # re-exported: the trainer asks distribute.worker_dir()
 from common.errors import UsageError
 
 

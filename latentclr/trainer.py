@@ -324,11 +324,15 @@ def run(cfg, run_dir: str | Path) -> dict:
     """Train from a composed config in ``run_dir`` (Hydra's output folder). Returns the last epoch's metrics."""
     cfg = build.to_dict(cfg)
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    handler = attach_log_file(run_dir, "train")
+    # A non-chief worker of a cluster writes into a scratch folder seeded with the chief's newest checkpoint: it must
+    # save in lockstep with the chief (saving mirrored variables may run collectives) and restore the same state.
+    target = distribute.worker_dir(run_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    handler = attach_log_file(target, "train")
     logging.getLogger("absl").setLevel(logging.WARNING)  # TensorFlow's checkpoint chatter
     try:
-        return _train(cfg, run_dir)
+        # finished or not is read in the chief's folder, so that every worker of a cluster makes the same choice
+        return _train(cfg, target, finished=(run_dir / f"final_model{SNAPSHOT_SUFFIX}").exists())
     finally:
         if handler is not None:
             logging.getLogger().removeHandler(handler)
@@ -347,17 +351,17 @@ def _validate_cadence(cfg) -> tuple[int, int, int, int]:
     return hp["iterations"], hp["batch_size"], cfg["eval_freq"], cfg["eval_iters"]
 
 
-def _train(cfg: dict, run_dir: Path) -> dict:
+def _train(cfg: dict, run_dir: Path, finished: bool) -> dict:
     iterations, batch_size, eval_freq, eval_iters = _validate_cadence(cfg)
     save = bool(cfg.get("save", True))
-    if save and (run_dir / f"final_model{SNAPSHOT_SUFFIX}").exists():
-        log.info(f"{run_dir}/final_model{SNAPSHOT_SUFFIX} exists: this run is finished (nothing retrained)")
+    if save and finished:
+        log.info(f"final_model{SNAPSHOT_SUFFIX} exists: this run is finished (nothing retrained)")
         return {}
     strategy = distribute.strategy_for(cfg)  # first: a multi-worker strategy must exist before other TF work
     distribute.check_batch(batch_size, strategy)
     jit = resolve_jit_compile(cfg.get("jit_compile", "auto"), strategy.num_replicas_in_sync)
-    if not distribute.is_chief():  # the other workers of a cluster train in lockstep but write nothing
-        save, cfg = False, {**cfg, "tensorboard": False}
+    if not distribute.is_chief():  # the other workers of a cluster save into their scratch folder, but log nothing
+        cfg = {**cfg, "tensorboard": False}
     seed_everything(cfg)
     with strategy.scope():  # direction, projector and optimiser variables are mirrored over the replicas
         pieces = Pieces(cfg)  # every check of the config and the generator happens here, before anything is written

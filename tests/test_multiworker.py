@@ -202,3 +202,75 @@ def test_names_a_cluster_and_the_self_conditioned_gan_refuses_a_malformed_one(mo
     assert exit_info.value.code == 2
     assert "TF_CONFIG: expected JSON" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+LATENTCLR_DRIVER = """
+import json, logging, os, signal, tempfile
+logging.basicConfig(level=logging.INFO)  # the trainer's log lines on stderr too (the test reads them)
+tempfile.tempdir = os.path.join(SCRATCH, str(os.getpid()))  # where a non-chief makes its scratch run folder
+os.makedirs(tempfile.tempdir)
+from common.devices import select_gpus
+select_gpus("-1")  # builds the cluster's strategy before any other TensorFlow work, as latentclr/cli.py does
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from latentclr import trainer
+with initialize_config_dir(config_dir=CONF, version_base=None):
+    cfg = OmegaConf.to_container(compose("train", overrides=OVERRIDES), resolve=True)
+if STOP_IN_FIRST_EPOCH:
+    _validate = trainer._validate
+    def _interrupting(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C on every worker during epoch 0's validation
+        return _validate(*args, **kwargs)
+    trainer._validate = _interrupting
+try:
+    result = trainer.run(cfg, RUN_DIR)
+except SystemExit as stop:
+    result = {"exit": stop.code}
+scratch = [name for name in os.listdir(tempfile.tempdir) if name.startswith("worker_")]
+print("RESULT", json.dumps({**result, "scratch": scratch}))
+"""
+
+
+@pytest.mark.slow
+def test_latentclr_two_workers_equal_one_process_and_resume(tmp_path):
+    """An uninterrupted one-process run against a two-worker run stopped by a signal after epoch 0 (iteration 2)
+    and resumed to iteration 4: both workers must restore the chief's checkpoint (the non-chief from its scratch
+    copy) or the collectives of the two processes no longer pair up. SGD, as tests/test_latentclr_distribute.py:
+    Adam would scale the rounding-level gradients of the biases in front of BatchNorm up to lr-sized steps."""
+    import keras
+
+    from latentclr.testing import save_model, toy_generator
+
+    keras.utils.set_random_seed(0)
+    toy = save_model(toy_generator(latent_dim=8, size=8, channels=4), tmp_path / "toy.keras")
+    # alpha = 3: with the default 0.1 an edit changes the features so little that the divergence (a difference of
+    # nearly equal features) magnifies the rounding of the half-batch generator passes to 3e-5 after 4 steps
+    overrides = ["generator=keras", f"generator.model_path={toy}", "generator.feature_layer=conv8", "k=2",
+                 "+hparams/optimizer=sgd", "hparams.optimizer.lr=0.01", "model=linear", "model.alpha=3.0",
+                 "projector=linear", "projector.out_features=8", "hparams.batch_size=8", "hparams.iterations=4",
+                 "eval_freq=2", "eval_iters=1", "tb_image_dirs=0", "jit_compile=false", "device=cpu", "seed=0"]
+    values = dict(CONF=str(Path(__file__).resolve().parents[1] / "latentclr" / "conf"), OVERRIDES=overrides,
+                  SCRATCH=str(tmp_path / "scratch"))
+    single = result_of(run_single(driver(LATENTCLR_DRIVER, RUN_DIR=str(tmp_path / "single"),
+                                         STOP_IN_FIRST_EPOCH=False, **values)))
+    run_dir = tmp_path / "multi" / "run"
+    stopped = [result_of(out) for out in run_cluster(driver(LATENTCLR_DRIVER, RUN_DIR=str(run_dir),
+                                                            STOP_IN_FIRST_EPOCH=True, **values), cwd=tmp_path)]
+    assert [r["exit"] for r in stopped] == [130, 130]
+    assert tf.train.latest_checkpoint(str(run_dir)) == str(run_dir / "most_recent-2")
+    outputs = run_cluster(driver(LATENTCLR_DRIVER, RUN_DIR=str(run_dir), STOP_IN_FIRST_EPOCH=False, **values),
+                          cwd=tmp_path)
+    for out in outputs:  # both workers continued from the chief's checkpoint
+        assert "resuming from iteration 2" in out, out[-2000:]
+    chief, other = (result_of(out) for out in outputs)
+    # only the non-chief made a scratch folder, and it was removed when that process ended
+    assert not stopped[0]["scratch"] and not chief["scratch"]
+    assert [len(r["scratch"]) for r in (stopped[1], other)] == [1, 1] and other["scratch"][0].startswith("worker_run_")
+    assert not [p for p in (tmp_path / "scratch").glob("*/worker_*")]
+    assert sorted(p.name for p in (tmp_path / "multi").iterdir()) == ["run"]
+    assert (run_dir / "train.log").read_text().count("Beginning training") == 2  # the chief's two launches only
+    assert (run_dir / "config.json").is_file() and list(run_dir.glob("events.out.tfevents.*"))
+    for name in ("most_recent-4", "final_model.ckpt/ckpt", "best_model.ckpt/ckpt"):
+        assert_same_checkpoint(tmp_path / "single" / name, run_dir / name)
+    for key in ("Loss/train", "Loss/val", "Acc/val"):
+        assert chief[key] == pytest.approx(single[key], abs=1e-6) and other[key] == pytest.approx(chief[key])
