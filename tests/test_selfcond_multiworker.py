@@ -115,3 +115,18 @@ def test_selfcond_two_workers_equal_one_process_share_the_chief_clustering_and_r
     assert not [q for p in (tmp_path / "scratch").iterdir() for q in p.glob("worker_*")]
     assert tf.train.load_checkpoint(str(run_dir / "chkpts" / "model")).get_tensor(
         "iteration/.ATTRIBUTES/VARIABLE_VALUE") == 4
+
+
+def test_a_start_refused_by_the_chief_raises_and_releases_the_job_lock(tmp_path):
+    """The chief's start-up decisions (job lock, config, checkpoint to resume) are taken before any training and
+    sent to the other workers; a refusal is raised after the lock is given back (one process here)."""
+    from common.errors import UsageError
+    from selfcond.config import load_config
+    from selfcond.trainer import TrainOptions, run
+
+    path = _config(tmp_path, "refused")
+    with pytest.raises(UsageError, match="--model_it 7: no checkpoint"):
+        run(load_config(path), TrainOptions(path, model_it=7, seed=1, show_progress=False))
+    run_dir = tmp_path / "refused" / "run"
+    assert (run_dir / "config.json").is_file() and not (run_dir / "lockfile.pid").exists()
+    assert not (run_dir / "chkpts").exists()  # refused before the first clustering
