@@ -296,15 +296,15 @@ def run(config: dict, options: TrainOptions) -> dict:
     chief, locked, failure = is_chief(), False, None
     decision = np.array([_SKIP, 0, -1], np.int64)
     if chief:
-        reason = job_is_done_or_taken(out_dir)
-        if reason:
-            print(reason)
-        else:
-            locked = True
-            try:
+        try:
+            reason = job_is_done_or_taken(out_dir)
+            if reason:
+                print(reason)
+            else:
+                locked = True
                 decision = _plan(config, options, out_dir)
-            except BaseException as err:  # the other workers must hear of it, or they wait for the chief forever
-                failure, decision = err, np.array([_FAILED, 0, -1], np.int64)
+        except BaseException as err:  # the other workers must hear of it, or they wait for the chief forever
+            failure, decision = err, np.array([_FAILED, 0, -1], np.int64)
     status, seed, it0 = (int(v) for v in from_chief(strategy, [decision])[0])
     try:
         if failure is not None:
