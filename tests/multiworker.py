@@ -15,7 +15,25 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMEOUT = 240  # seconds for the whole cluster: the CPU is shared, and gRPC setup plus tracing take a while
+# seconds for the whole cluster: the CPU is shared, and gRPC setup plus tracing take a while (MULTIWORKER_TIMEOUT
+# raises it on a heavily loaded machine)
+TIMEOUT = float(os.environ.get("MULTIWORKER_TIMEOUT", 240))
+
+
+# Prepended to every cluster driver: the coordination service that MultiWorkerMirroredStrategy starts declares a task
+# dead after 10 s without a heartbeat, which a process starved of CPU on a loaded shared machine misses (the run then
+# aborts with "heartbeat timeout"). Configured here first, the strategy keeps this configuration (it only sets up
+# the service when none is configured); a crashed worker still ends the test through run_cluster's timeout.
+PATIENT_HEARTBEATS = """
+import json as _json, os as _os
+from tensorflow.compiler.xla.tsl.protobuf.coordination_config_pb2 import CoordinatedJob as _Job
+from tensorflow.python.eager import context as _context
+_cluster = _json.loads(_os.environ["TF_CONFIG"])["cluster"]
+_leader = "chief" if "chief" in _cluster else "worker"
+_context.context().configure_coordination_service(
+    service_type="standalone", service_leader=f"/job:{_leader}/replica:0/task:0", heartbeat_timeout_in_ms=600_000,
+    coordinated_jobs=[_Job(name=name, num_tasks=len(tasks)) for name, tasks in _cluster.items()])
+"""
 
 
 def free_ports(count: int) -> list[int]:
@@ -47,8 +65,8 @@ def run_cluster(driver: str, workers: int = 2, cwd: Path | None = None, timeout:
             (the message holds the tail of every output).
     """
     ports = free_ports(workers)
-    procs = [subprocess.Popen([sys.executable, "-c", driver], cwd=str(cwd or ROOT), env=worker_env(i, ports),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    procs = [subprocess.Popen([sys.executable, "-c", PATIENT_HEARTBEATS + driver], cwd=str(cwd or ROOT),
+                              env=worker_env(i, ports), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for i in range(workers)]
     outputs = [""] * workers
     try:

@@ -55,6 +55,7 @@ def checkpoint_values(prefix: Path) -> dict:
 
 
 def assert_same_checkpoint(a: Path, b: Path, rtol: float = 1e-5, atol: float = 1e-6) -> None:
+    """Integer values equal, float arrays within ``atol + rtol x`` the largest magnitude of the array."""
     values_a, values_b = checkpoint_values(a), checkpoint_values(b)
     assert values_a.keys() == values_b.keys()
     for key, value in values_a.items():
@@ -204,11 +205,19 @@ def test_names_a_cluster_and_the_self_conditioned_gan_refuses_a_malformed_one(mo
     assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
-LATENTCLR_DRIVER = """
-import json, logging, os, signal, tempfile
-logging.basicConfig(level=logging.INFO)  # the trainer's log lines on stderr too (the test reads them)
-tempfile.tempdir = os.path.join(SCRATCH, str(os.getpid()))  # where a non-chief makes its scratch run folder
+# Preamble of the drivers below: each process makes its temporary folders (a non-chief's scratch run folder) in a
+# folder of its own under SCRATCH, and reports which scratch run folders existed at its end (scratch_folders()).
+SCRATCH_PREAMBLE = """
+import json, os, tempfile
+tempfile.tempdir = os.path.join(SCRATCH, str(os.getpid()))
 os.makedirs(tempfile.tempdir)
+def scratch_folders():
+    return [name for name in os.listdir(tempfile.tempdir) if name.startswith("worker_")]
+"""
+
+LATENTCLR_DRIVER = SCRATCH_PREAMBLE + """
+import logging, signal
+logging.basicConfig(level=logging.INFO)  # the trainer's log lines on stderr too (the test reads them)
 from common.devices import select_gpus
 select_gpus("-1")  # builds the cluster's strategy before any other TensorFlow work, as latentclr/cli.py does
 from hydra import compose, initialize_config_dir
@@ -226,8 +235,7 @@ try:
     result = trainer.run(cfg, RUN_DIR)
 except SystemExit as stop:
     result = {"exit": stop.code}
-scratch = [name for name in os.listdir(tempfile.tempdir) if name.startswith("worker_")]
-print("RESULT", json.dumps({**result, "scratch": scratch}))
+print("RESULT", json.dumps({**result, "scratch": scratch_folders()}))
 """
 
 
@@ -274,3 +282,110 @@ def test_latentclr_two_workers_equal_one_process_and_resume(tmp_path):
         assert_same_checkpoint(tmp_path / "single" / name, run_dir / name)
     for key in ("Loss/train", "Loss/val", "Acc/val"):
         assert chief[key] == pytest.approx(single[key], abs=1e-6) and other[key] == pytest.approx(chief[key])
+
+
+CONGAN_DRIVER = SCRATCH_PREAMBLE + """
+import numpy as np
+import tensorflow as tf
+from common.devices import select_gpus
+if TWO_CPUS:  # the one-process reference: two replicas on two logical CPUs, the cluster's split of each batch
+    _cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    DEVICES = [d.name for d in tf.config.list_logical_devices("CPU")]
+else:
+    select_gpus("-1")  # builds the cluster's strategy before any other TensorFlow work, as congan/train.py does
+    DEVICES = None
+from congan import framework2
+from congan.config import resolve, tiny_framework2
+from congan.optim import TorchAdam
+from congan.trainer import run_framework2
+
+_make_optimizers = framework2.make_optimizers
+def _smooth_adam(cfg, nets):  # eps = 1, as tests/test_congan_distribute.py (its docstring says why)
+    return {k: TorchAdam(o.variables_, float(o.learning_rate.numpy()), (o.beta1, o.beta2), eps=1.0, name=o.name)
+            for k, o in _make_optimizers(cfg, nets).items()}
+framework2.make_optimizers = _smooth_adam
+cfg = resolve(tiny_framework2(batch_size=8, epochs=2, run_dir=RUN_DIR), check_paths=False)
+images = np.random.RandomState(0).randint(0, 256, (24, 32, 32, 3)).astype(np.uint8)
+run_dir = run_framework2(cfg, images=images, show_progress=False, stop_after=STOP_AFTER, devices=DEVICES)
+print("RESULT", json.dumps({"run_dir": str(run_dir), "scratch": scratch_folders()}))
+"""
+
+
+@pytest.mark.slow
+def test_congan_framework2_two_workers_equal_one_process_and_resume(tmp_path):
+    """Framework 2 at the spec's tiny size, 24 images in batches of 8: one iteration (a G and a D step) per epoch.
+    A one-process run of 2 epochs against a two-worker run stopped after epoch 0 and resumed (both workers must
+    restore the chief's checkpoint, the non-chief from its scratch copy, or their collectives no longer pair up)."""
+    values = dict(SCRATCH=str(tmp_path / "scratch"))
+    single = result_of(run_single(driver(CONGAN_DRIVER, RUN_DIR=str(tmp_path / "single"), STOP_AFTER=None,
+                                         TWO_CPUS=True, **values)))
+    run_dir = tmp_path / "multi" / "run"
+    values.update(TWO_CPUS=False)
+    first = [result_of(out) for out in run_cluster(driver(CONGAN_DRIVER, RUN_DIR=str(run_dir), STOP_AFTER=1,
+                                                          **values), cwd=tmp_path)]
+    assert tf.train.latest_checkpoint(str(run_dir)) == str(run_dir / "model-1")
+    second = [result_of(out) for out in run_cluster(driver(CONGAN_DRIVER, RUN_DIR=str(run_dir), STOP_AFTER=None,
+                                                           **values), cwd=tmp_path)]
+    for chief, other in (first, second):
+        assert chief["run_dir"] == str(run_dir) and not chief["scratch"]
+        assert other["run_dir"] != str(run_dir) and [Path(other["run_dir"]).name] == other["scratch"]
+        assert not Path(other["run_dir"]).exists()  # removed when the non-chief ended
+    assert sorted(p.name for p in (tmp_path / "multi").iterdir()) == ["run"]
+    assert tf.train.latest_checkpoint(str(run_dir)) == str(run_dir / "model-2")
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 2  # one line per epoch, the chief's only
+    assert (run_dir / "results" / "model.weights.h5").is_file()
+    # The reference splits every batch as the cluster does (two replicas of 4), so the same sums are formed and only
+    # the collective's reduction order can differ: the runs agree to float rounding, optimizer moments included
+    # (one device against two replicas is tests/test_congan_distribute.py; there an Adam moment of a weight whose
+    # gradient is rounding noise differs by a large fraction of its tiny self, measured).
+    assert_same_checkpoint(Path(single["run_dir"]) / "model-2", run_dir / "model-2")
+
+
+CIFAR2_DRIVER = """
+import json
+import tensorflow as tf
+from common.devices import select_gpus
+if TWO_CPUS:  # the one-process reference: two replicas on two logical CPUs, the cluster's split of each batch
+    _cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    STRATEGY = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
+else:
+    select_gpus("-1")  # builds the cluster's strategy before any other TensorFlow work, as slogan_cifar2.py does
+    STRATEGY = None
+from common.slogan.cifar2 import run
+from tests.test_slogan_cifar2 import STUB, fake_cifar, tiny_config
+cfg = tiny_config(log_dir=LOG_DIR, run_name="run", save_freq=1, log_freq=1, val_freq=2)
+result = run(cfg, load_cifar10=fake_cifar, extractors=STUB, strategy=STRATEGY, show_progress=False)
+print("RESULT", json.dumps({"run_dir": result["run_dir"], "best_idx": result["final"]["best_idx"]}))
+"""
+
+
+@pytest.mark.slow
+def test_slogan_cifar2_two_workers_equal_one_process_and_resume(tmp_path):
+    """The CIFAR-2 smoke configuration of tests/test_slogan_cifar2.py (ResNets at 8 channels, batch 4, 2 iterations,
+    a checkpoint after each, validation and the final evaluation with stub features) on two workers against one
+    process with two replicas; then the cluster resumes from model-1 and reproduces model-2."""
+    single = result_of(run_single(driver(CIFAR2_DRIVER, LOG_DIR=f"{tmp_path}/single/", TWO_CPUS=True)))
+    log_dir = f"{tmp_path}/multi/"
+    chief, other = (result_of(out) for out in run_cluster(driver(CIFAR2_DRIVER, LOG_DIR=log_dir, TWO_CPUS=False),
+                                                          cwd=tmp_path))
+    run_dir = Path(chief["run_dir"])
+    assert run_dir == tmp_path / "multi" / "3" / "run" and Path(other["run_dir"]) != run_dir
+    assert not Path(other["run_dir"]).exists()  # the non-chief removed its scratch folder
+    assert sorted(p.name for p in (tmp_path / "multi").iterdir()) == ["3"]
+    assert tf.train.latest_checkpoint(str(run_dir)) == str(run_dir / "model-2")
+    assert chief["best_idx"] == other["best_idx"] == single["best_idx"]
+    assert_same_checkpoint(Path(single["run_dir"]) / "model-2", run_dir / "model-2")
+
+    straight = checkpoint_values(run_dir / "model-2")
+    for path in run_dir.glob("model-2.*"):  # as if the run had crashed after saving model-1
+        path.unlink()
+    (run_dir / "checkpoint").write_text('model_checkpoint_path: "model-1"\nall_model_checkpoint_paths: "model-1"\n')
+    outputs = run_cluster(driver(CIFAR2_DRIVER, LOG_DIR=log_dir, TWO_CPUS=False), cwd=tmp_path)
+    for out in outputs:  # both workers restored the chief's model-1
+        assert "resuming after iteration 1" in out, out[-2000:]
+    resumed = checkpoint_values(run_dir / "model-2")
+    assert resumed.keys() == straight.keys()
+    for key, value in straight.items():
+        np.testing.assert_array_equal(resumed[key], value, err_msg=key)

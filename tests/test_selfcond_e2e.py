@@ -14,6 +14,7 @@ import tensorflow as tf
 from common.errors import UsageError
 from selfcond.config import load_config
 from selfcond.models import build_models
+from tests.devices import two_cpus
 from tests.test_selfcond import write_tiny_mnist
 
 REPO = Path(__file__).resolve().parents[1]
@@ -294,8 +295,7 @@ class TinyD(keras.Model):
 
 
 def test_mirrored_step_matches_one_device():
-    if len(tf.config.list_logical_devices("CPU")) < 2:
-        pytest.fail("fewer than 2 logical CPUs: tests/conftest.py must split the CPU before TensorFlow starts")
+    devices = two_cpus()
     from selfcond.training import build_optimizer, distribute, make_train_step
 
     rng = np.random.default_rng(0)
@@ -303,7 +303,7 @@ def test_mirrored_step_matches_one_device():
     y = np.array([0, 1, 2, 3], np.int32)
     z = rng.normal(size=(4, 2)).astype(np.float32)
     finals = []
-    for strategy in (None, tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])):
+    for strategy in (None, tf.distribute.MirroredStrategy(devices)):
         with strategy.scope() if strategy else tf.init_scope():
             keras.utils.set_random_seed(0)
             g, d = TinyG(), TinyD()
@@ -398,8 +398,7 @@ def test_two_cpu_devices_train_like_one(tmp_path, monkeypatch):
     reclustering in between, at the checkpoint of a one-device run. The networks are tiny stand-ins without
     BatchNorm: per-replica batch statistics (unsynchronised, as in DataParallel) differ from one device's by
     design."""
-    if len(tf.config.list_logical_devices("CPU")) < 2:
-        pytest.fail("fewer than 2 logical CPUs: tests/conftest.py must split the CPU before TensorFlow starts")
+    devices = two_cpus()
     import selfcond.data
     import selfcond.trainer
     from selfcond.trainer import TrainOptions, run, saved_iterations
@@ -416,7 +415,6 @@ def test_two_cpu_devices_train_like_one(tmp_path, monkeypatch):
     monkeypatch.setattr(selfcond.trainer, "_strategy", recording)
     write_tiny_mnist(tmp_path / "mnist", n=60)
     (tmp_path / "tiny.yaml").write_text(TINY.format(mnist=tmp_path / "mnist", out=tmp_path / "unused"))
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")[:2]]
     finals = {}
     for name, chosen in (("one", ("0",)), ("two", tuple(devices))):
         config = load_config(tmp_path / "tiny.yaml")
@@ -437,12 +435,11 @@ def test_two_cpu_devices_train_like_one(tmp_path, monkeypatch):
 
 def test_batch_norm_statistics_under_mirrored_strategy():
     """Per-replica batch statistics (unsynchronised, like DataParallel); the running copies are averaged."""
-    if len(tf.config.list_logical_devices("CPU")) < 2:
-        pytest.fail("fewer than 2 logical CPUs: tests/conftest.py must split the CPU before TensorFlow starts")
+    devices = two_cpus()
     from selfcond.layers import TorchBatchNorm
     from selfcond.training import distribute
 
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = tf.distribute.MirroredStrategy(devices)
     with strategy.scope():
         bn = TorchBatchNorm()
         bn.build((None, 3))
